@@ -1,0 +1,32 @@
+# safs_lite: `make demo` runs the main job, `make test` runs the tests. Both create .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test benchmark notebooks clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e . 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import safs_lite, torch, torchvision, optuna, nbval" && touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m safs_lite demo
+
+test: install
+	$(PY) -m pytest
+
+benchmark: install
+	$(PY) benchmarks/throughput.py
+
+# Re-execute every notebook on the data you have (SAFS_DATA=../shared/data for full MNIST),
+# then strip image outputs (the figures live in figures/).
+notebooks: install
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 notebooks/*.ipynb
+	$(PY) tools/clean_notebooks.py notebooks/*.ipynb
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,141 @@
+"""Magnitude pruning through torch.nn.utils.prune, with reports and export.
+
+`prune_model` attaches a fixed 0/1 mask to the weight of every prunable layer
+(every Conv2d and Linear, first and last included, as the paper does). The
+mask is applied in a forward pre-hook (`weight = weight_orig * weight_mask`),
+so however an optimizer moves `weight_orig`, the pruned weights the network
+uses stay exactly zero. `export` makes the masks permanent (`prune.remove`)
+for a plain state dict.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+PRUNING_METHODS = ("layerwise", "global")
+
+
+def check_sparsity(sparsity: float) -> float:
+    """Return `sparsity` as float if it lies in [0, 1), else raise ValueError."""
+    try:
+        s = float(sparsity)
+    except (TypeError, ValueError):
+        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}") from None
+    if not 0.0 <= s < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1) (fraction of weights removed), got {sparsity!r}")
+    return s
+
+
+def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Layers whose weights magnitude pruning removes: every Conv2d and Linear, by name.
+
+    A model may narrow this with a `prunable` attribute (a tuple of module names).
+    """
+    only = getattr(model, "prunable", None)
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and (only is None or name in only)}
+
+
+def prune_model(model: nn.Module, sparsity: float, method: str = "layerwise") -> nn.Module:
+    """Prune a model by L1 weight magnitude, in place.
+
+    Args:
+        model: the (dense) model.
+        sparsity: fraction of weights to remove, in [0, 1).
+        method: "layerwise" removes that fraction from every prunable layer (the
+            paper's; at 0.99 LeNet-5's conv1 keeps 2 of 150 weights); "global"
+            removes the globally smallest weights, so layers end up with
+            different sparsities.
+
+    Returns:
+        The same model, with pruning masks attached.
+
+    Example:
+        >>> from safs_lite import build_model
+        >>> m = prune_model(build_model("lenet5"), 0.99)
+        >>> int((m.conv1.weight != 0).sum())
+        2
+    """
+    sparsity = check_sparsity(sparsity)
+    if method not in PRUNING_METHODS:
+        raise ValueError(f"unknown pruning method {method!r}; valid: {', '.join(PRUNING_METHODS)}")
+    if is_pruned(model):
+        raise ValueError("model is already pruned; prune a dense model (or call export() first)")
+    layers = prunable_layers(model)
+    if method == "layerwise":
+        for m in layers.values():
+            prune.l1_unstructured(m, "weight", amount=sparsity)
+    else:
+        prune.global_unstructured([(m, "weight") for m in layers.values()],
+                                  pruning_method=prune.L1Unstructured, amount=sparsity)
+    return model
+
+
+def is_pruned(model: nn.Module) -> bool:
+    """True if any layer of `model` carries a pruning mask."""
+    return any(prune.is_pruned(m) for m in prunable_layers(model).values())
+
+
+def masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The pruning masks by layer name (1 = kept, 0 = pruned); empty if not pruned."""
+    return {n: m.weight_mask for n, m in prunable_layers(model).items() if hasattr(m, "weight_mask")}
+
+
+def _weight(m: nn.Module) -> torch.Tensor:
+    # Recompute rather than read `m.weight`: that attribute is only refreshed by a forward pass.
+    if hasattr(m, "weight_mask"):
+        return m.weight_orig.detach() * m.weight_mask
+    return m.weight.detach()
+
+
+def sparsity_report(model: nn.Module) -> dict[str, float]:
+    """Fraction of zero weights per prunable layer and overall.
+
+    Returns:
+        {"overall": f, "<layer>": f, ...} with fractions in [0, 1].
+    """
+    report, zeros, total = {}, 0, 0
+    for name, m in prunable_layers(model).items():
+        w = _weight(m)
+        z = int((w == 0).sum())
+        report[name] = z / w.numel()
+        zeros, total = zeros + z, total + w.numel()
+    return {"overall": zeros / max(total, 1), **report}
+
+
+def clone(model: nn.Module) -> nn.Module:
+    """A deep copy of a (possibly pruned) model, masks included.
+
+    After a training forward pass a pruned layer's `weight` is a non-leaf
+    tensor, which `copy.deepcopy` refuses; it is recomputed from weight_orig
+    and the mask at every forward, so a detached copy is equivalent.
+    """
+    for m in prunable_layers(model).values():
+        if hasattr(m, "weight_mask"):
+            m.weight = m.weight.detach()
+    return copy.deepcopy(model)
+
+
+def export(model: nn.Module) -> nn.Module:
+    """A copy of `model` with the masks made permanent: plain weights with exact zeros."""
+    out = clone(model)
+    for m in prunable_layers(out).values():
+        if prune.is_pruned(m):
+            prune.remove(m, "weight")
+    return out
+
+
+def load_pruned(model: nn.Module, state_dict: dict) -> nn.Module:
+    """Load a pruned model's state dict (with weight_orig / weight_mask keys) into a fresh model.
+
+    Attaches identity masks to the layers the state dict has masks for, then
+    loads, so the loaded masks take effect.
+    """
+    for name, m in prunable_layers(model).items():
+        if f"{name}.weight_mask" in state_dict and not prune.is_pruned(m):
+            prune.identity(m, "weight")
+    model.load_state_dict(state_dict)
+    return model

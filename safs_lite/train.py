@@ -1,0 +1,201 @@
+"""Training, fine-tuning and evaluation on in-memory batches.
+
+One loop serves dense training, the magnitude-pruning fine-tune, every SAFS
+candidate evaluation and every HPO trial; `TrainConfig` says which budget and
+hyperparameters. Accuracies are in percent throughout the kit.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .activations import scale_parameters
+from .data import Data
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("constant", "step", "cosine", "cosine_warm", "plateau")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters and budget of one training or fine-tuning run.
+
+    The defaults are the paper's LeNet-5 setting (Adam, lr 1e-3, betas 0.9/0.99,
+    weight decay 5e-4, batch 256, constant LR) with a small epoch budget.
+    """
+
+    epochs: int = 10
+    batch_size: int = 256
+    optimizer: str = "adam"        # one of OPTIMIZERS
+    lr: float = 1e-3
+    momentum: float = 0.9          # SGD momentum; Adam/AdamW beta1
+    beta2: float = 0.99            # Adam/AdamW beta2
+    weight_decay: float = 5e-4     # weights only: activation scales (alpha, beta) are never decayed
+    scheduler: str = "constant"    # one of SCHEDULERS
+    train_subset: int | None = None  # images drawn per epoch (None: the whole training split)
+    select: str = "best"           # "best": restore the best-validation epoch; "last": keep the last
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+        if self.select not in ("best", "last"):
+            raise ValueError(f"select must be 'best' or 'last', got {self.select!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and PyTorch's generators (model init, dropout, ...)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of `cfg`, with activation scales in their own group without weight decay."""
+    scale_ids = {id(p) for p in scale_parameters(model)}
+    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in scale_ids]
+    scales = [p for p in scale_parameters(model) if p.requires_grad]
+    groups = [{"params": weights, "weight_decay": cfg.weight_decay}]
+    if scales:
+        groups.append({"params": scales, "weight_decay": 0.0})
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(groups, lr=cfg.lr, betas=(cfg.momentum, cfg.beta2))
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
+    """The LR scheduler of `cfg`, stepped once per epoch (None for a constant LR)."""
+    e = cfg.epochs
+    if cfg.scheduler == "step":  # halve the LR ten times over the run (reference: every 20 of 200)
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, e // 10), gamma=0.5)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=e)
+    if cfg.scheduler == "cosine_warm":
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=max(1, e // 4))
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=2)
+    return None
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, data: Data, split: str = "val", batch_size: int = 2048) -> dict[str, float]:
+    """Loss and accuracy (percent) of `model` on one split.
+
+    Args:
+        model: the model (left in eval mode).
+        data: the dataset.
+        split: "train", "val" or "test". Search and HPO use "val" only.
+        batch_size: evaluation batch size.
+
+    Returns:
+        {"loss": mean cross-entropy, "accuracy": percent correct}.
+    """
+    model.eval()
+    loss = correct = n = 0.0
+    for xb, yb in data.batches(split, batch_size):
+        out = model(xb)
+        loss += F.cross_entropy(out, yb, reduction="sum").item()
+        correct += (out.argmax(1) == yb).sum().item()
+        n += len(yb)
+    return {"loss": loss / n, "accuracy": 100.0 * correct / n}
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, data: Data, split: str = "test", batch_size: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """True and predicted labels of one split (for confusion matrices and error analysis).
+
+    Returns:
+        (y_true, y_pred), both (N,) int64 on the CPU.
+    """
+    model.eval()
+    ys, ps = [], []
+    for xb, yb in data.batches(split, batch_size):
+        ys.append(yb.cpu())
+        ps.append(model(xb).argmax(1).cpu())
+    return torch.cat(ys), torch.cat(ps)
+
+
+def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progress: bool = True,
+          desc: str = "train", on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train (or fine-tune) `model` in place and return its per-epoch history.
+
+    Pruning masks attached with `prune_model` stay in force: the network's
+    pruned weights are exactly zero before, during and after.
+
+    Args:
+        model: the model; its device decides where training runs.
+        data: the dataset (moved to the model's device if it is elsewhere).
+        cfg: hyperparameters and budget.
+        progress: show a tqdm bar (terminal or notebook).
+        desc: the bar's label.
+        on_epoch: called with each epoch's row after validation (HPO uses it to
+            report and prune trials; it may raise to stop training).
+
+    Returns:
+        One dict per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds.
+        With `cfg.select == "best"` the model ends at its best-validation epoch.
+    """
+    device = next(model.parameters()).device
+    if data.train.x.device != device:
+        data = data.to(device)
+    seed_everything(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg)
+    n_train = len(data.train) if cfg.train_subset is None else min(cfg.train_subset, len(data.train))
+    steps = math.ceil(n_train / cfg.batch_size)
+    history, best_acc, best_state = [], -1.0, None
+    bar = tqdm(total=cfg.epochs * steps, desc=desc, disable=not progress, leave=False, unit="batch")
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        for xb, yb in data.batches("train", cfg.batch_size, shuffle=True, generator=gen, train=True,
+                                   limit=cfg.train_subset):
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(yb)
+            correct += (out.detach().argmax(1) == yb).sum()
+            bar.update(1)
+        val = evaluate(model, data, "val")
+        row = {"epoch": epoch, "train_loss": loss_sum.item() / n_train,
+               "train_acc": 100.0 * correct.item() / n_train, "val_loss": val["loss"],
+               "val_acc": val["accuracy"], "lr": opt.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.2f}")
+        if cfg.select == "best" and row["val_acc"] > best_acc:
+            best_acc = row["val_acc"]
+            best_state = {k: v.detach().clone() if torch.is_tensor(v) else v
+                          for k, v in model.state_dict().items()}
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(row["val_acc"])
+        elif sched is not None:
+            sched.step()
+        if on_epoch is not None:
+            on_epoch(row)
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    """`cfg` as a plain dict (for results files)."""
+    return asdict(cfg)
