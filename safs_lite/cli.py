@@ -2,6 +2,7 @@
 
 Commands:
     demo   train LeNet-5, prune it by magnitude, fine-tune, print the accuracies.
+    run    the SAFS pipeline for one setting; writes OUT/results.json and prints Table 1's five numbers.
 """
 from __future__ import annotations
 
@@ -43,6 +44,61 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .safs import PAPER_TABLE1, SAFSConfig, default_out, run_safs
+
+    cfg = SAFSConfig(model=args.model, dataset=args.dataset, sparsity=args.sparsity, pruning=args.pruning,
+                     preset=args.preset, seed=args.seed, search=args.search, move=args.move,
+                     amp=args.amp, channels_last=args.channels_last).validate()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = _device(args.device)
+    if (args.amp or args.channels_last) and device != "cuda":
+        raise ValueError(f"--amp and --channels-last need a CUDA device (--device cuda); this run is on {device}")
+    out = args.out or default_out(cfg, args.runs)
+    t0 = time.perf_counter()
+    res = run_safs(cfg, out=out, data_root=args.data, runs=args.runs, device=device)
+    print(format_table(res, PAPER_TABLE1.get((cfg.model, cfg.dataset))
+                       if cfg.sparsity == 0.99 and cfg.pruning == "layerwise" else None))
+    print(f"results: {out}/results.json  ({time.perf_counter() - t0:.0f} s this call; "
+          f"{res['seconds']['total']:.0f} s of compute in all stages)")
+    return 0
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+    return name
+
+
+def format_table(res: dict, paper: dict | None = None) -> str:
+    """Table 1's five numbers (and the SAFS gain) of one run, next to the paper's when given."""
+    acc = dict(res["test_accuracy"])
+    acc["safs_gain"] = acc["safs"] - acc["magnitude_pruning"]
+    cols = ["dense", "magnitude_pruning", "stage1", "stage2", "safs", "safs_gain"]
+    heads = ["Dense", "Magnitude pruning", "Stage 1", "Stage 2", "SAFS", "SAFS gain"]
+    c = res["config"]
+    lines = [f"{c['model']} / {c['dataset']}, {100 * c['sparsity']:g}% {c['pruning']} sparsity, "
+             f"preset {c['preset']}, seed {c['seed']} (test accuracy, %)",
+             f"{'':<12}" + "".join(f"{h:>19}" for h in heads)]
+    fmt = lambda k, v: f"{v:+19.2f}" if k == "safs_gain" else f"{v:19.2f}"  # noqa: E731
+    lines.append(f"{'this run':<12}" + "".join(fmt(k, acc[k]) for k in cols))
+    if paper:
+        p = dict(paper, safs_gain=paper["safs"] - paper["magnitude_pruning"])
+        lines.append(f"{'paper':<12}" + "".join(fmt(k, p[k]) for k in cols))
+    ops = ", ".join(f"{k}={v}" for k, v in res["activations"]["safs"].items())
+    lines.append(f"operators found: {ops}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the CLI."""
     p = argparse.ArgumentParser(prog="python -m safs_lite", description=__doc__.split("\n")[0])
@@ -60,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS, else <repo>/runs)")
     d.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     d.set_defaults(func=_demo)
+
+    r = sub.add_parser("run", help="the SAFS pipeline for one setting (writes OUT/results.json)")
+    r.add_argument("--model", default="lenet5")
+    r.add_argument("--dataset", default="mnist")
+    r.add_argument("--sparsity", type=float, default=0.99)
+    r.add_argument("--pruning", default="layerwise", help="layerwise (paper) or global")
+    r.add_argument("--preset", default="smoke", help="smoke (minutes), cpu (benchmark), paper (GPU)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--search", default="lahc", help="stage-1 search: lahc (paper) or random")
+    r.add_argument("--move", default="reference", help="LAHC move: reference or one_layer")
+    r.add_argument("--out", default=None, help="run folder (default: runs/safs-<config>-<hash>)")
+    r.add_argument("--data", default=None, help="data folder (default $SAFS_DATA, else <repo>/data)")
+    r.add_argument("--runs", default=None, help="runs folder for shared caches (default $SAFS_RUNS or runs/)")
+    r.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    r.add_argument("--amp", action="store_true", help="CUDA only: mixed precision (bf16, else fp16)")
+    r.add_argument("--channels-last", action="store_true", help="CUDA only: NHWC memory format")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    r.set_defaults(func=_run)
     return p
 
 

@@ -37,10 +37,10 @@ def train_dense(model_name: str, data: Data, cfg: TrainConfig = TrainConfig(), r
         (model in eval mode on `device`, record) where record holds the config,
         per-epoch history, validation and test accuracy (percent) and seconds.
     """
-    key = {"step": "dense", "model": model_name, "data": data.signature, "train": asdict(cfg)}
-    folder = run_folder("dense", key, runs)
     model = build_model(model_name, num_classes=data.num_classes, seed=cfg.seed)
     check_compatible(model, data.input_shape, model_name)
+    key = {"step": "dense", "model": model_name, "data": data.signature, "train": asdict(cfg)}
+    folder = run_folder("dense", key, runs)
     if (folder / "record.json").exists() and (folder / "model.pt").exists():
         record = load_json(folder / "record.json")
         model.load_state_dict(load_state(folder / "model.pt"))
@@ -70,7 +70,8 @@ def magnitude_pruning(dense: nn.Module, data: Data, sparsity: float, method: str
         cfg: fine-tuning budget and hyperparameters; None skips fine-tuning.
         runs: runs folder.
         progress: show a progress bar.
-        key: identifies `dense` in the cache key (default: a hash of its weights).
+        key: identifies `dense` in the cache key (default: a hash of its state dict,
+            operators and prunable layers included).
 
     Returns:
         (pruned model, record) with accuracies before/after fine-tuning and the
@@ -107,7 +108,10 @@ def _weights_fingerprint(model: nn.Module) -> str:
 
     h = hashlib.sha1()
     for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
         if torch.is_tensor(v):
-            h.update(k.encode())
             h.update(v.detach().cpu().float().numpy().tobytes())
+        else:  # e.g. an activation site's operator name
+            h.update(repr(v).encode())
+    h.update(repr(getattr(model, "prunable", None)).encode())
     return h.hexdigest()[:12]

@@ -84,7 +84,8 @@ def masks(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: m.weight_mask for n, m in prunable_layers(model).items() if hasattr(m, "weight_mask")}
 
 
-def _weight(m: nn.Module) -> torch.Tensor:
+def effective_weight(m: nn.Module) -> torch.Tensor:
+    """The weight a layer computes with (weight_orig * mask when pruned), detached."""
     # Recompute rather than read `m.weight`: that attribute is only refreshed by a forward pass.
     if hasattr(m, "weight_mask"):
         return m.weight_orig.detach() * m.weight_mask
@@ -99,7 +100,7 @@ def sparsity_report(model: nn.Module) -> dict[str, float]:
     """
     report, zeros, total = {}, 0, 0
     for name, m in prunable_layers(model).items():
-        w = _weight(m)
+        w = effective_weight(m)
         z = int((w == 0).sum())
         report[name] = z / w.numel()
         zeros, total = zeros + z, total + w.numel()

@@ -3,14 +3,19 @@
 One loop serves dense training, the magnitude-pruning fine-tune, every SAFS
 candidate evaluation and every HPO trial; `TrainConfig` says which budget and
 hyperparameters. Accuracies are in percent throughout the kit.
+
+On a CUDA device, mixed precision and channels-last are switched on for a
+block of code with `cuda_options(amp=True, channels_last=True)`.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -56,9 +61,57 @@ class TrainConfig:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's and PyTorch's generators (model init, dropout, ...)."""
+    """Seed Python's and PyTorch's generators (model init, dropout, ...), CUDA's included.
+
+    Also makes cuDNN choose deterministic algorithms, so on a GPU the same seed
+    gives the same result run after run (on that GPU; CPU and GPU differ in rounding).
+    """
     random.seed(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # seeds every CUDA device too
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+@dataclass(frozen=True)
+class CudaOptions:
+    """Speed options for models on a CUDA device; see `cuda_options`."""
+
+    amp: bool = False            # mixed precision: bfloat16 autocast, or float16 + GradScaler without bf16
+    channels_last: bool = False  # NHWC memory format for the model and its input batches
+
+
+_CUDA_OPTIONS: ContextVar[CudaOptions] = ContextVar("safs_lite_cuda_options", default=CudaOptions())
+
+
+@contextlib.contextmanager
+def cuda_options(amp: bool = False, channels_last: bool = False) -> Iterator[CudaOptions]:
+    """Within this block, `train` and `evaluate` use mixed precision and/or channels-last on CUDA models.
+
+    They have no effect on CPU models (`run_safs` and the CLI refuse them without
+    CUDA). A context rather than `TrainConfig` fields: they change speed and
+    rounding, not the hyperparameters, and cached runs keep their keys.
+
+    Example:
+        >>> with cuda_options(amp=True, channels_last=True):  # doctest: +SKIP
+        ...     train(build_model("vgg16").cuda(), data, TrainConfig(optimizer="sgd"))
+    """
+    token = _CUDA_OPTIONS.set(CudaOptions(amp, channels_last))
+    try:
+        yield _CUDA_OPTIONS.get()
+    finally:
+        _CUDA_OPTIONS.reset(token)
+
+
+def _cuda_setup(device: torch.device) -> tuple[Callable, torch.memory_format | None, torch.dtype | None]:
+    """(autocast context factory, input memory format, autocast dtype) for the current `cuda_options`."""
+    opts = _CUDA_OPTIONS.get()
+    if device.type != "cuda":
+        return contextlib.nullcontext, None, None
+    dtype = None
+    if opts.amp:  # bf16 keeps float32's range (no loss scaling, symexp cannot overflow); fp16 on older GPUs
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    autocast = (lambda: torch.autocast("cuda", dtype=dtype)) if dtype is not None else contextlib.nullcontext
+    return autocast, (torch.channels_last if opts.channels_last else None), dtype
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -103,9 +156,13 @@ def evaluate(model: nn.Module, data: Data, split: str = "val", batch_size: int =
         {"loss": mean cross-entropy, "accuracy": percent correct}.
     """
     model.eval()
+    autocast, fmt, _ = _cuda_setup(next(model.parameters()).device)
     loss = correct = n = 0.0
     for xb, yb in data.batches(split, batch_size):
-        out = model(xb)
+        if fmt is not None:
+            xb = xb.contiguous(memory_format=fmt)
+        with autocast():
+            out = model(xb).float()
         loss += F.cross_entropy(out, yb, reduction="sum").item()
         correct += (out.argmax(1) == yb).sum().item()
         n += len(yb)
@@ -150,6 +207,10 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
     device = next(model.parameters()).device
     if data.train.x.device != device:
         data = data.to(device)
+    autocast, fmt, amp_dtype = _cuda_setup(device)
+    if fmt is not None:
+        model.to(memory_format=fmt)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = make_optimizer(model, cfg)
@@ -163,19 +224,33 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
+        seen = 0
         for xb, yb in data.batches("train", cfg.batch_size, shuffle=True, generator=gen, train=True,
                                    limit=cfg.train_subset):
-            out = model(xb)
-            loss = F.cross_entropy(out, yb)
+            if fmt is not None:
+                xb = xb.contiguous(memory_format=fmt)
+            with autocast():
+                out = model(xb)
+                loss = F.cross_entropy(out, yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is None:
+                loss.backward()
+                opt.step()
+            else:  # float16: scale the loss so small gradients do not underflow
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            seen += len(yb)
             loss_sum += loss.detach() * len(yb)
             correct += (out.detach().argmax(1) == yb).sum()
             bar.update(1)
-        val = evaluate(model, data, "val")
-        row = {"epoch": epoch, "train_loss": loss_sum.item() / n_train,
-               "train_acc": 100.0 * correct.item() / n_train, "val_loss": val["loss"],
+        # Validate every epoch when something needs it (best-epoch selection, HPO reports, a
+        # plateau scheduler); a short candidate evaluation only needs its last epoch.
+        needed = cfg.select == "best" or on_epoch is not None or cfg.scheduler == "plateau"
+        val = evaluate(model, data, "val") if needed or epoch == cfg.epochs else \
+            {"loss": float("nan"), "accuracy": float("nan")}
+        row = {"epoch": epoch, "train_loss": loss_sum.item() / seen,
+               "train_acc": 100.0 * correct.item() / seen, "val_loss": val["loss"],
                "val_acc": val["accuracy"], "lr": opt.param_groups[0]["lr"],
                "seconds": time.perf_counter() - t0}
         history.append(row)
