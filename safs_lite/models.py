@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .activations import Activation
+from .zoo import VGG16, EfficientNetB0, ResNet18
 
 
 class LeNet5(nn.Module):
@@ -53,6 +54,9 @@ class LeNet5(nn.Module):
 # name -> (constructor, default activation of the dense network)
 MODELS: dict[str, tuple[Callable[..., nn.Module], str]] = {
     "lenet5": (LeNet5, "relu"),
+    "vgg16": (VGG16, "relu"),
+    "resnet18": (ResNet18, "relu"),
+    "efficientnet_b0": (EfficientNetB0, "swish"),  # the paper keeps EfficientNet's Swish for the dense net
 }
 
 
@@ -68,9 +72,10 @@ def build_model(name: str, num_classes: int = 10, activation: str | None = None,
     """Build a model by name with all activation sites set to one operator.
 
     Args:
-        name: a key of `MODELS` ("lenet5", ...).
+        name: a key of `MODELS` ("lenet5", "vgg16", "resnet18", "efficientnet_b0").
         num_classes: size of the output layer.
-        activation: operator at every site (default: the model's dense default, relu).
+        activation: operator at every site (default: the model's dense default,
+            relu; swish for efficientnet_b0).
         seed: if given, seeds the weight initialisation.
 
     Returns:
@@ -83,11 +88,18 @@ def build_model(name: str, num_classes: int = 10, activation: str | None = None,
 
 
 def check_compatible(model: nn.Module, input_shape: tuple[int, ...], name: str = "model") -> None:
-    """Raise ValueError if `model` cannot take images of `input_shape` (C, H, W)."""
+    """Raise ValueError (one line, both shapes) if `model` cannot take images of `input_shape` (C, H, W).
+
+    The channel count must match; so must height and width, unless the model
+    sets `any_size = True` (it pools globally before its classifier).
+    """
     want = getattr(model, "input_shape", None)
     if want is None:
         return
+    any_size = getattr(model, "any_size", False)
     if tuple(want[:1]) != tuple(input_shape[:1]) or (len(want) == 3 and want[1:] != tuple(input_shape[1:])
-                                                     and not getattr(model, "any_size", False)):
-        raise ValueError(f"{name} expects images of shape {tuple(want)} (C, H, W) but the data has "
+                                                     and not any_size):
+        what = f"{want[0]}-channel images of any size, e.g. {tuple(want)}" if any_size else \
+            f"images of shape {tuple(want)}"
+        raise ValueError(f"{name} expects {what} (C, H, W) but the data has "
                          f"{tuple(input_shape)}; pick a matching model/dataset pair")

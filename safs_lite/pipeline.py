@@ -18,7 +18,7 @@ from .data import Data
 from .models import build_model, check_compatible
 from .pruning import check_sparsity, clone, load_pruned, prune_model, sparsity_report
 from .runs import cpu_state, environment, load_json, load_state, run_folder, save_json, save_state
-from .train import TrainConfig, evaluate, train
+from .train import TrainConfig, current_cuda_options, evaluate, train
 
 
 def train_dense(model_name: str, data: Data, cfg: TrainConfig = TrainConfig(), runs: str | os.PathLike | None = None,
@@ -39,7 +39,7 @@ def train_dense(model_name: str, data: Data, cfg: TrainConfig = TrainConfig(), r
     """
     model = build_model(model_name, num_classes=data.num_classes, seed=cfg.seed)
     check_compatible(model, data.input_shape, model_name)
-    key = {"step": "dense", "model": model_name, "data": data.signature, "train": asdict(cfg)}
+    key = {"step": "dense", "model": model_name, "data": data.signature, "train": asdict(cfg), **_speed_key()}
     folder = run_folder("dense", key, runs)
     if (folder / "record.json").exists() and (folder / "model.pt").exists():
         record = load_json(folder / "record.json")
@@ -81,7 +81,7 @@ def magnitude_pruning(dense: nn.Module, data: Data, sparsity: float, method: str
     dense_key = key or {"weights": _weights_fingerprint(dense)}
     cfg_key = asdict(cfg) if cfg is not None else None
     run_key = {"step": "magnitude", "dense": dense_key, "data": data.signature, "sparsity": sparsity,
-               "method": method, "finetune": cfg_key}
+               "method": method, "finetune": cfg_key, **_speed_key()}
     folder = run_folder("magnitude", run_key, runs)
     model = prune_model(clone(dense), sparsity, method)
     if (folder / "record.json").exists() and (folder / "model.pt").exists():
@@ -101,6 +101,12 @@ def magnitude_pruning(dense: nn.Module, data: Data, sparsity: float, method: str
     save_state(folder / "model.pt", cpu_state(model))
     save_json(folder / "record.json", record)
     return model.eval(), record
+
+
+def _speed_key() -> dict:
+    """Mixed precision / channels-last change rounding: key cached runs on them (only when on)."""
+    opts = current_cuda_options()
+    return {"cuda_options": asdict(opts)} if (opts.amp or opts.channels_last) else {}
 
 
 def _weights_fingerprint(model: nn.Module) -> str:

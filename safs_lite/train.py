@@ -102,6 +102,11 @@ def cuda_options(amp: bool = False, channels_last: bool = False) -> Iterator[Cud
         _CUDA_OPTIONS.reset(token)
 
 
+def current_cuda_options() -> CudaOptions:
+    """The `cuda_options` in force (cached runs include them in their keys when any is on)."""
+    return _CUDA_OPTIONS.get()
+
+
 def _cuda_setup(device: torch.device) -> tuple[Callable, torch.memory_format | None, torch.dtype | None]:
     """(autocast context factory, input memory format, autocast dtype) for the current `cuda_options`."""
     opts = _CUDA_OPTIONS.get()
