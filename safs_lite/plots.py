@@ -296,7 +296,7 @@ def plot_operator_choices(history, title: str | None = None, path: str | os.Path
     alpha = np.where(np.array(faded)[None, :], 0.3, 1.0) * np.ones_like(codes, dtype=float)
     ax_grid.imshow(codes, cmap=ListedColormap([colors[op] for op in ops]), vmin=-0.5, vmax=len(ops) - 0.5,
                    aspect="auto", alpha=alpha, interpolation="nearest")
-    rotate = n_cols > 8
+    rotate = n_cols > 12  # narrow cells: write the names vertically
     for (i, j), code in np.ndenumerate(codes):
         r, g, b = colors[ops[code]][:3]
         dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5 and not faded[j]
@@ -305,7 +305,7 @@ def plot_operator_choices(history, title: str | None = None, path: str | os.Path
     ax_grid.set_xticks(range(n_cols), columns, fontsize=8 if n_cols <= 30 else 6)
     ax_grid.set_yticks(range(len(layers)), layers)
     ax_grid.set_xlabel(xlabel)
-    ax_grid.set_title("operator per layer", fontsize=10)
+    ax_grid.set_title("operator per layer" + (" and step" if xlabel else ""), fontsize=10)
 
     ax_count.imshow(counts, cmap="Blues", aspect="auto", vmin=0, vmax=max(int(counts.max()), 1))
     for (i, j), c in np.ndenumerate(counts):

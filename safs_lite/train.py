@@ -207,7 +207,9 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
 
     Returns:
         One dict per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds.
-        With `cfg.select == "best"` the model ends at its best-validation epoch.
+        With `cfg.select == "best"` the model ends at its best-validation epoch. With
+        `select="last"` and no `on_epoch`, only the last epoch is validated (the
+        others carry NaN), which keeps short candidate evaluations cheap.
     """
     device = next(model.parameters()).device
     if data.train.x.device != device:
