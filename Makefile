@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test benchmark notebooks clean
+.PHONY: install demo test reproduce benchmark notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# Table 1 over seeds 0-2 with the cpu preset (set SAFS_DATA for full MNIST); finished runs are reused.
+reproduce: install
+	$(PY) -m safs_lite reproduce --preset cpu --seeds 0 1 2
 
 benchmark: install
 	$(PY) benchmarks/throughput.py

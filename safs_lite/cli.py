@@ -2,7 +2,8 @@
 
 Commands:
     demo   train LeNet-5, prune it by magnitude, fine-tune, print the accuracies.
-    run    the SAFS pipeline for one setting; writes OUT/results.json and prints Table 1's five numbers.
+    run        the SAFS pipeline for one setting; writes OUT/results.json and prints Table 1's five numbers.
+    reproduce  one run per seed (finished runs reused); writes figures/table1.csv and table1.md.
 """
 from __future__ import annotations
 
@@ -64,6 +65,23 @@ def _run(args: argparse.Namespace) -> int:
                        if cfg.sparsity == 0.99 and cfg.pruning == "layerwise" else None))
     print(f"results: {out}/results.json  ({time.perf_counter() - t0:.0f} s this call; "
           f"{res['seconds']['total']:.0f} s of compute in all stages)")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    import torch
+
+    from .paths import figures_dir
+    from .reproduce import format_summary, reproduce
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    table = reproduce(preset=args.preset, seeds=tuple(args.seeds), model=args.model, dataset=args.dataset,
+                      sparsity=args.sparsity, pruning=args.pruning, data_root=args.data, runs=args.runs,
+                      device=_device(args.device))
+    print(format_summary(table))
+    print(f"written: {figures_dir() / 'table1.csv'} and table1.md ({time.perf_counter() - t0:.0f} s this call)")
     return 0
 
 
@@ -134,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--channels-last", action="store_true", help="CUDA only: NHWC memory format")
     r.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     r.set_defaults(func=_run)
+
+    q = sub.add_parser("reproduce", help="Table 1 over seeds: one run per seed, mean and std, next to the paper")
+    q.add_argument("--preset", default="cpu", help="smoke, cpu or paper")
+    q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    q.add_argument("--model", default="lenet5")
+    q.add_argument("--dataset", default="mnist")
+    q.add_argument("--sparsity", type=float, default=0.99)
+    q.add_argument("--pruning", default="layerwise")
+    q.add_argument("--data", default=None, help="data folder (default $SAFS_DATA, else <repo>/data)")
+    q.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS or runs/)")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    q.add_argument("--threads", type=int, default=None)
+    q.set_defaults(func=_reproduce)
     return p
 
 
