@@ -4,7 +4,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display in tests
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -15,12 +14,6 @@ from safs_lite.plots import (plot_accuracy_vs_sparsity, plot_confusion, plot_his
                              sparsity_table)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _data_lines(ax):

@@ -22,12 +22,6 @@ LAYERS = ["conv1", "conv2", "fc1", "fc2"]
 OPS = ["tanh", "elu", "gelu"]
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def _assert_small_png(path):
     blob = path.read_bytes()
     assert blob[:8] == PNG_MAGIC

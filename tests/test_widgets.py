@@ -5,7 +5,6 @@ import matplotlib
 matplotlib.use("Agg")  # no display in tests
 
 import ipywidgets as widgets  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -15,12 +14,6 @@ from safs_lite.widgets import (activation_explorer, operator_curves, operator_pr
                                plot_operators, plot_scaling)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _walk(widget):
