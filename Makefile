@@ -19,9 +19,13 @@ demo: install
 test: install
 	$(PY) -m pytest
 
-# Table 1 over seeds 0-2 with the cpu preset (set SAFS_DATA for full MNIST); finished runs are reused.
+# The paper's reproduction (set SAFS_DATA for full MNIST): Table 1 over seeds 0-2 with the cpu preset,
+# the accuracy-versus-sparsity sweep, then every figure from the saved runs. Finished runs are reused,
+# so an interrupted `make reproduce` resumes.
 reproduce: install
 	$(PY) -m safs_lite reproduce --preset cpu --seeds 0 1 2
+	$(PY) -m safs_lite sweep --preset sweep --seeds 0 1 2
+	$(PY) -m safs_lite figures --preset cpu --seeds 0 1 2
 
 benchmark: install
 	$(PY) benchmarks/throughput.py

@@ -4,6 +4,9 @@ Commands:
     demo   train LeNet-5, prune it by magnitude, fine-tune, print the accuracies.
     run        the SAFS pipeline for one setting; writes OUT/results.json and prints Table 1's five numbers.
     reproduce  one run per seed (finished runs reused); writes figures/table1.csv and table1.md.
+    sweep      MP and SAFS at several sparsities, layer-wise and global; writes
+               figures/accuracy_vs_sparsity.csv and .png.
+    figures    the reproduction's figures from saved runs, without training.
 """
 from __future__ import annotations
 
@@ -82,6 +85,36 @@ def _reproduce(args: argparse.Namespace) -> int:
                       device=_device(args.device))
     print(format_summary(table))
     print(f"written: {figures_dir() / 'table1.csv'} and table1.md ({time.perf_counter() - t0:.0f} s this call)")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import torch
+
+    from .paths import figures_dir
+    from .sweep import sweep
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    table = sweep(preset=args.preset, seeds=tuple(args.seeds), sparsities=tuple(args.sparsities),
+                  prunings=tuple(args.pruning), model=args.model, dataset=args.dataset, data_root=args.data,
+                  runs=args.runs, device=_device(args.device))
+    summary = (table[table["method"].isin(["magnitude_pruning", "safs"])]
+               .pivot_table(index=["pruning", "sparsity"], columns="method", values="test_accuracy",
+                            aggfunc=["mean", "std"]))
+    print(summary.to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"written: {figures_dir() / 'accuracy_vs_sparsity.csv'} and .png ({time.perf_counter() - t0:.0f} s this call)")
+    return 0
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from .figures import make_figures
+
+    written = make_figures(preset=args.preset, seeds=tuple(args.seeds), model=args.model, dataset=args.dataset,
+                           sparsity=args.sparsity, pruning=args.pruning, runs=args.runs)
+    for path in written:
+        print(f"written: {path}")
     return 0
 
 
@@ -165,6 +198,29 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     q.add_argument("--threads", type=int, default=None)
     q.set_defaults(func=_reproduce)
+
+    w = sub.add_parser("sweep", help="accuracy vs sparsity: MP and SAFS at several sparsities, both pruning methods")
+    w.add_argument("--preset", default="sweep", help="smoke, sweep (about 3 min per run on 1 core), cpu or paper")
+    w.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    w.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.7, 0.9, 0.95, 0.98, 0.99])
+    w.add_argument("--pruning", nargs="+", default=["layerwise", "global"], help="layerwise and/or global")
+    w.add_argument("--model", default="lenet5")
+    w.add_argument("--dataset", default="mnist")
+    w.add_argument("--data", default=None, help="data folder (default $SAFS_DATA, else <repo>/data)")
+    w.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS or runs/)")
+    w.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    w.add_argument("--threads", type=int, default=None)
+    w.set_defaults(func=_sweep)
+
+    f = sub.add_parser("figures", help="the reproduction's figures from the saved runs of `reproduce` (no training)")
+    f.add_argument("--preset", default="cpu", help="the preset `reproduce` ran with")
+    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    f.add_argument("--model", default="lenet5")
+    f.add_argument("--dataset", default="mnist")
+    f.add_argument("--sparsity", type=float, default=0.99)
+    f.add_argument("--pruning", default="layerwise")
+    f.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS or runs/)")
+    f.set_defaults(func=_figures)
     return p
 
 

@@ -250,7 +250,7 @@ def _unpack_idx(root: Path, cache: Path, folder: str) -> Path | None:
     out.mkdir(parents=True, exist_ok=True)
     for f in _IDX_FILES:
         if not (out / f).exists():
-            tmp = out / f"{f}.part"
+            tmp = out / f"{f}.{os.getpid()}.part"  # per process: two jobs may unpack at once
             with gzip.open(raw / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             tmp.replace(out / f)  # atomic: an interrupted unpack leaves no half file

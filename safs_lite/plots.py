@@ -110,12 +110,12 @@ def plot_confusion(y_true: Sequence[int], y_pred: Sequence[int], num_classes: in
 
 def plot_accuracy_vs_sparsity(df: pd.DataFrame, x: str = "sparsity", y: str = "test_accuracy",
                               hue: str | None = "method", style: str | None = None,
-                              path: str | os.PathLike | None = None, reference: dict | None = None,
-                              title: str | None = None, xscale: str = "logit") -> Figure:
+                              path: str | os.PathLike | None = None, reference: dict | Sequence[dict] | None = None,
+                              title: str | None = None, xscale: str = "logit", errorbar=("ci", 95)) -> Figure:
     """Accuracy against the fraction of weights removed, one line per hue (and style) level.
 
     Several rows at the same x (e.g. seeds) are aggregated by seaborn into the
-    mean with a 95% confidence band.
+    mean with a band (`errorbar`).
 
     Args:
         df: tidy table, one row per run.
@@ -124,24 +124,29 @@ def plot_accuracy_vs_sparsity(df: pd.DataFrame, x: str = "sparsity", y: str = "t
         hue: column coloured by (e.g. "method").
         style: column with dashes and markers (e.g. "finetuned").
         path: PNG file to write, or None.
-        reference: optional point to mark, e.g.
-            {"label": "paper: magnitude pruning 99%", "x": 0.99, "y": 46.69}.
+        reference: optional point (or list of points) to mark, e.g.
+            {"label": "paper: magnitude pruning 99%", "x": 0.99, "y": 46.69} (optional "marker", "color").
         title: axes title.
         xscale: "logit" (default: 50%, 90%, 99% equally spaced) or "linear".
+        errorbar: seaborn's band over rows at the same x: ("ci", 95), "sd", None, ...
 
     Returns:
         The figure (one axes).
     """
+    refs = [reference] if isinstance(reference, dict) else list(reference or [])
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     sns.lineplot(data=df, x=x, y=y, hue=hue, style=style, markers=True, dashes=True,
-                 markersize=7, errorbar=("ci", 95), ax=ax)
-    if reference is not None:
-        ax.scatter([reference["x"]], [reference["y"]], marker="*", s=220, color="crimson",
-                   edgecolor="black", linewidth=0.6, zorder=5, label=reference.get("label", "reference"))
+                 markersize=7, errorbar=errorbar, ax=ax)
+    colors = ["crimson", "gold", "black", "purple"]
+    for i, ref in enumerate(refs):
+        marker = ref.get("marker", "*")
+        ax.scatter([ref["x"]], [ref["y"]], marker=marker, s=220 if marker == "*" else 110,
+                   color=ref.get("color", colors[i % len(colors)]), edgecolor="black", linewidth=0.6, zorder=5,
+                   label=ref.get("label", "reference"))
     if xscale == "logit":  # spreads 50%, 90%, 99% evenly: the interesting range is near 100%
         ax.set_xscale("logit")
         ax.minorticks_off()
-    ticks = sorted(set(float(v) for v in df[x]) | ({float(reference["x"])} if reference else set()))
+    ticks = sorted(set(float(v) for v in df[x]) | {float(r["x"]) for r in refs})
     ax.set_xticks(ticks)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g}%"))
     ax.set_xlabel("weights removed (sparsity" + (", logit scale)" if xscale == "logit" else ")"))
@@ -149,7 +154,7 @@ def plot_accuracy_vs_sparsity(df: pd.DataFrame, x: str = "sparsity", y: str = "t
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
     return fig

@@ -140,3 +140,61 @@ def load_pruned(model: nn.Module, state_dict: dict) -> nn.Module:
             prune.identity(m, "weight")
     model.load_state_dict(state_dict)
     return model
+
+
+def input_connected(model: nn.Module) -> dict[str, int]:
+    """How many output units of each prunable layer still see the input (see `connected_units`).
+
+    Example:
+        >>> from safs_lite import build_model
+        >>> input_connected(build_model("lenet5"))["fc3"]  # dense: every class
+        10
+    """
+    return {name: int(alive.sum()) for name, alive in connected_units(model).items()}
+
+
+def connected_units(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Which output units of each prunable layer still see the input, through kept weights only.
+
+    For a model whose prunable layers form one chain (LeNet-5, VGG-16 without
+    shortcuts): a unit (conv channel or linear neuron) is connected when it has
+    a kept weight from a connected unit of the layer before; the first layer's
+    inputs are all connected. A linear layer after a convolution reads its
+    features channel-major (flattened C x H x W), as LeNet-5 does. A unit that
+    is not connected outputs only its bias: a constant. The last layer's mask
+    says which classes the network can still tell apart by their input.
+
+    Args:
+        model: a pruned (or dense) model.
+
+    Returns:
+        Layer name -> boolean tensor over its output units, in forward order.
+    """
+    alive: torch.Tensor | None = None
+    out: dict[str, torch.Tensor] = {}
+    for name, m in prunable_layers(model).items():
+        kept = effective_weight(m) != 0
+        if kept.dim() == 4:
+            kept = kept.any(dim=(2, 3))  # (out channels, in channels)
+        if alive is not None and kept.shape[1] != alive.numel():
+            if kept.shape[1] % alive.numel():
+                raise ValueError(f"{name}: cannot map {alive.numel()} units to {kept.shape[1]} inputs; "
+                                 "connected_units needs the prunable layers to form one chain")
+            alive = alive.repeat_interleave(kept.shape[1] // alive.numel())  # flatten: C x H x W, channel-major
+        alive = kept.any(dim=1) if alive is None else (kept & alive[None, :]).any(dim=1)
+        out[name] = alive.cpu()
+    return out
+
+
+def accuracy_ceiling(model: nn.Module, labels) -> float:
+    """The best test accuracy (%) a pruned classifier's connectivity allows on these labels.
+
+    Classes whose output unit does not see the input get constant logits, so
+    at most one of them (the one the constants favour) can ever be predicted:
+    the ceiling is the share of images in connected classes plus the largest
+    share among the others.
+    """
+    alive = list(connected_units(model).values())[-1]
+    counts = torch.bincount(torch.as_tensor(labels).long().flatten().cpu(), minlength=alive.numel()).double()
+    best_other = counts[~alive].max() if (~alive).any() else counts.new_zeros(())
+    return float(100.0 * (counts[alive].sum() + best_other) / counts.sum())

@@ -54,6 +54,10 @@ PRESETS: dict[str, Preset] = {
     # The benchmark setting: at most 30 minutes per seed on 2 cores with full MNIST.
     "cpu": Preset(dense_epochs=15, finetune_epochs=15, candidate_epochs=3, candidate_subset=None,
                   lahc_steps=20, lahc_history=3, hpo_trials=10, trial_epochs=3, trial_subset=None),
+    # The accuracy-versus-sparsity study (12 settings x seeds): about 3 minutes per run on 1 core.
+    # Dense training is the cpu preset's (15 epochs), so its cached dense networks are reused.
+    "sweep": Preset(dense_epochs=15, finetune_epochs=5, candidate_epochs=1, candidate_subset=10000,
+                    lahc_steps=8, lahc_history=3, hpo_trials=4, trial_epochs=1, trial_subset=10000),
     # The reference code's budgets (SAFS_METHOD.md section 5): for a GPU.
     "paper": Preset(dense_epochs=200, finetune_epochs=200, candidate_epochs=80, candidate_subset=None,
                     lahc_steps=20, lahc_history=3, hpo_trials=20, trial_epochs=80, trial_subset=None),
@@ -186,7 +190,7 @@ def _stage(out: Path, name: str, fn, timings: dict) -> dict:
 
 def run_safs(config: SAFSConfig = SAFSConfig(), out: str | os.PathLike | None = None,
              data_root: str | os.PathLike | None = None, runs: str | os.PathLike | None = None,
-             progress: bool = True, device: str = "cpu") -> dict:
+             progress: bool = True, device: str = "cpu", compare_search: bool = False) -> dict:
     """Run the whole SAFS pipeline for one setting and return (and save) its results.
 
     Args:
@@ -198,6 +202,11 @@ def run_safs(config: SAFSConfig = SAFSConfig(), out: str | os.PathLike | None = 
         runs: runs folder for the shared dense / magnitude-pruning caches.
         progress: show progress bars.
         device: "cpu" or "cuda"; the data and the dense model are moved there once.
+        compare_search: also run random search with the same fitness and as many
+            evaluations as LAHC made, after stage 1 (history in
+            `<out>/stage1_random_search.csv`, summary in `stage1_random.json`); the
+            reported numbers do not depend on it. Off by default (it costs about
+            one more stage 1 search).
 
     Returns:
         The results dict written to `<out>/results.json` (keys: config,
@@ -207,11 +216,11 @@ def run_safs(config: SAFSConfig = SAFSConfig(), out: str | os.PathLike | None = 
     if (config.amp or config.channels_last) and not str(device).startswith("cuda"):
         raise ValueError(f"--amp and --channels-last need a CUDA device (--device cuda); this run is on {device}")
     with cuda_options(config.amp, config.channels_last):
-        return _run_safs(config, out, data_root, runs, progress, device)
+        return _run_safs(config, out, data_root, runs, progress, device, compare_search)
 
 
 def _run_safs(config: SAFSConfig, out: str | os.PathLike | None, data_root: str | os.PathLike | None,
-              runs: str | os.PathLike | None, progress: bool, device: str) -> dict:
+              runs: str | os.PathLike | None, progress: bool, device: str, compare_search: bool = False) -> dict:
     """`run_safs` without the argument checks, inside its `cuda_options` block."""
     preset, full = config.budgets(), config.full()
     out = Path(out) if out is not None else default_out(config, runs)
@@ -248,12 +257,12 @@ def _run_safs(config: SAFSConfig, out: str | os.PathLike | None, data_root: str 
                 "test_accuracy": evaluate(model, data, "test")["accuracy"],
                 "sparsity": sparsity_report(model), "train": asdict(cfg), "history": history}
 
+    cand = replace(base, epochs=preset.candidate_epochs, train_subset=preset.candidate_subset, select="last")
+
+    def fitness(ops: dict) -> float:  # validation accuracy after a short fine-tune, alpha = beta = 1
+        return finetune_with(pruned, data, ops, cand)[1][-1]["val_acc"]
+
     def stage1() -> dict:
-        cand = replace(base, epochs=preset.candidate_epochs, train_subset=preset.candidate_subset, select="last")
-
-        def fitness(ops: dict) -> float:  # validation accuracy after a short fine-tune, alpha = beta = 1
-            return finetune_with(pruned, data, ops, cand)[1][-1]["val_acc"]
-
         csv = out / "stage1_search.csv"
         if config.search == "lahc":
             sc = SearchConfig(steps=preset.lahc_steps, history=preset.lahc_history, move=config.move,
@@ -277,6 +286,14 @@ def _run_safs(config: SAFSConfig, out: str | os.PathLike | None, data_root: str 
         return rec
 
     s1 = _stage(out, "stage1", stage1, timings)
+    if compare_search and config.search == "lahc" and not (out / "stage1_random.json").exists():
+        # The equal-budget baseline: as many distinct evaluations as LAHC made, same fitness.
+        t0 = time.perf_counter()
+        rnd = random_search(fitness, sites, SEARCH_SPACE, s1["search"]["evaluations"], seed=config.seed,
+                            csv_path=out / "stage1_random_search.csv", progress=progress)
+        save_json(out / "stage1_random.json", {"best": rnd.best, "best_val_fitness": rnd.best_fitness,
+                                               "evaluations": rnd.evaluations, "history_csv": "stage1_random_search.csv",
+                                               "seconds": time.perf_counter() - t0})
     bar.update(1)
     s2 = _stage(out, "stage2", lambda: stage2_for(relu, "stage2"), timings)
     bar.update(1)

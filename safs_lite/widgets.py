@@ -287,3 +287,65 @@ def activation_explorer(default: str = "swish") -> widgets.VBox:
         w.observe(redraw, names="value")
     redraw()
     return widgets.VBox([widgets.HBox([op, *sliders.values()]), info, out])
+
+
+def run_browser(table: pd.DataFrame, runs: str | os.PathLike | None = None) -> widgets.VBox:
+    """Pick one run of a sweep (sparsity, pruning method, seed) and see what SAFS did there.
+
+    Shows the run's test accuracies (magnitude pruning, stage 1, stage 2, SAFS),
+    the operators and learned scales it found, and its LAHC trajectory. Like
+    `activation_explorer`, it draws once when built and its controls can be set
+    from code.
+
+    Args:
+        table: a sweep table (`safs_lite.sweep.load_sweep` or the return value of `sweep`).
+        runs: the runs folder holding the table's run folders (default $SAFS_RUNS, else <repo>/runs).
+
+    Returns:
+        A VBox: [HBox(Dropdown "sparsity", Dropdown "pruning", Dropdown "seed"), HTML summary, Output with the plot].
+    """
+    from .paths import runs_dir
+    from .plots import plot_lahc_trajectory
+    from .runs import load_json
+    from .search import read_history
+
+    if table.empty:
+        raise ValueError("the sweep table is empty")
+    root = runs_dir(runs)
+    pick = {key: widgets.Dropdown(options=sorted(table[key].unique().tolist()), description=key,
+                                  layout=widgets.Layout(width="190px"))
+            for key in ("sparsity", "pruning", "seed")}
+    info = widgets.HTML()
+    out = widgets.Output()
+
+    def redraw(_change: dict | None = None) -> None:
+        rows = table[(table["sparsity"] == pick["sparsity"].value) & (table["pruning"] == pick["pruning"].value)
+                     & (table["seed"] == pick["seed"].value)]
+        if rows.empty:
+            info.value = "<i>no run with these settings in the table</i>"
+            out.clear_output()
+            return
+        acc = dict(zip(rows["method"], rows["test_accuracy"]))
+        folder = root / rows["run"].iloc[0]
+        res = load_json(folder / "results.json")
+        ops = res["activations"]["safs"]
+        scales = res["alpha_beta"]["safs"]
+        cells = "".join(f"<td>{acc.get(m, float('nan')):.2f}</td>" for m in ("magnitude_pruning", "stage1",
+                                                                             "stage2", "safs"))
+        found = ", ".join(f"{layer}: {a:.2f}·{ops[layer]}({b:.2f}x)" for layer, (a, b) in scales.items())
+        info.value = ("<table><tr><th>MP</th><th>stage 1</th><th>stage 2</th><th>SAFS</th><th>gain</th></tr>"
+                      f"<tr>{cells}<td>{acc['safs'] - acc['magnitude_pruning']:+.2f}</td></tr></table>"
+                      f"<code>{found}</code>")
+        with out:
+            out.clear_output(wait=True)
+            fig = plot_lahc_trajectory(read_history(folder / "stage1_search.csv"),
+                                       title=f"LAHC at {100 * pick['sparsity'].value:g}% {pick['pruning'].value}, "
+                                             f"seed {pick['seed'].value}")
+            if get_ipython() is not None:
+                display(fig)
+            plt.close(fig)
+
+    for w in pick.values():
+        w.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox(list(pick.values())), info, out])

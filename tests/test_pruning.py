@@ -119,3 +119,27 @@ def test_bad_method_and_double_pruning_are_rejected():
     model = prune_model(build_model("lenet5"), 0.5)
     with pytest.raises(ValueError, match="already pruned"):
         prune_model(model, 0.5)
+
+
+def test_connected_units_follow_kept_weights_through_the_chain():
+    from safs_lite.pruning import accuracy_ceiling, connected_units, input_connected
+
+    model = prune_model(build_model("lenet5"), 0.0)  # masks attached, all ones
+    with torch.no_grad():
+        model.conv1.weight_mask.zero_()
+        model.conv1.weight_mask[2, 0, 1, 1] = 1           # only filter 2 sees the image
+        model.conv2.weight_mask[:, 2] = 0                  # nothing reads channel 2 ...
+        model.conv2.weight_mask[5, 2, 0, 0] = 1            # ... except filter 5
+        model.fc1.weight_mask.zero_()
+        model.fc1.weight_mask[7, 5 * 16 + 3] = 1           # channel 5's features start at 5 * 4 * 4
+        model.fc1.weight_mask[8, 4 * 16 + 3] = 1           # reads channel 4: unconnected
+        model.fc3.weight_mask[:4] = 0                      # classes 0-3 get no input
+    units = connected_units(model)
+    assert units["conv1"].nonzero().flatten().tolist() == [2]
+    assert units["conv2"].nonzero().flatten().tolist() == [5]
+    assert units["fc1"].nonzero().flatten().tolist() == [7]
+    assert input_connected(model) == {"conv1": 1, "conv2": 1, "fc1": 1, "fc2": 84, "fc3": 6}
+    labels = torch.tensor([0] * 10 + [4] * 5 + [1] * 3)
+    # connected classes (4-9) hold 5 images; of the rest, class 0's 10 can be the constant prediction
+    assert accuracy_ceiling(model, labels) == pytest.approx(100 * 15 / 18)
+    assert accuracy_ceiling(build_model("lenet5"), labels) == pytest.approx(100.0)

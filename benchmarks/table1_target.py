@@ -1,0 +1,62 @@
+"""The reproduction target of Table 1 (LeNet-5 / MNIST, 99% layer-wise): measured against the target.
+
+Reads the finished runs of `python -m safs_lite reproduce` (no training) and prints, per seed, the
+test accuracies, the wall time of the run, and what the pruning mask leaves: the classes still
+connected to the input and the accuracy ceiling that implies. Then the targets:
+SAFS mean >= 62.22% (the paper's), mean SAFS gain >= +15.5 points, each seed < 30 minutes.
+
+    SAFS_DATA=../shared/data python benchmarks/table1_target.py [--preset cpu] [--seeds 0 1 2]
+"""
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from safs_lite import load_data
+from safs_lite.figures import find_runs, load_results
+from safs_lite.pruning import accuracy_ceiling, connected_units
+from safs_lite.safs import PAPER_TABLE1, load_safs_model
+
+TARGET_SAFS, TARGET_GAIN, TARGET_MINUTES = 62.22, 15.5, 30.0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = p.parse_args()
+    folders = find_runs(args.preset, tuple(args.seeds))
+    results = load_results(folders)
+    test_labels = load_data("mnist", seed=0, quiet=True).test.y
+    rows = []
+    for seed, res in results.items():
+        acc = res["test_accuracy"]
+        model = load_safs_model(folders[seed], "safs")
+        seconds = res["seconds"]  # seconds of every stage as computed (dense included), summed in "total"
+        rows.append({"seed": seed, "MP": acc["magnitude_pruning"], "stage 1": acc["stage1"],
+                     "stage 2": acc["stage2"], "SAFS": acc["safs"], "gain": acc["safs"] - acc["magnitude_pruning"],
+                     "minutes": seconds["total"] / 60,
+                     "classes connected": float(connected_units(model)["fc3"].sum()),
+                     "ceiling": accuracy_ceiling(model, test_labels)})
+    table = pd.DataFrame(rows).set_index("seed")
+    table.loc["mean"] = table.mean()
+    print(table.to_string(float_format=lambda v: f"{v:.2f}"))
+    paper = PAPER_TABLE1[("lenet5", "mnist")]
+    mean = table.loc["mean"]
+    checks = [("SAFS mean (%)", mean["SAFS"], f">= {TARGET_SAFS}", mean["SAFS"] >= TARGET_SAFS,
+               mean["SAFS"] - TARGET_SAFS),
+              ("SAFS gain (points)", mean["gain"], f">= +{TARGET_GAIN}", mean["gain"] >= TARGET_GAIN,
+               mean["gain"] - TARGET_GAIN),
+              ("slowest seed (min)", table.drop("mean")["minutes"].max(), f"< {TARGET_MINUTES:g}",
+               table.drop("mean")["minutes"].max() < TARGET_MINUTES, TARGET_MINUTES - table.drop("mean")["minutes"].max())]
+    print()
+    print(f"{'target':<22}{'measured':>10}{'goal':>10}{'met':>6}{'margin':>9}")
+    for name, value, goal, met, margin in checks:  # margin: how far above (+) or short of (-) the goal
+        print(f"{name:<22}{value:>10.2f}{goal:>10}{'yes' if met else 'no':>6}{margin:>+9.2f}")
+    print(f"\npaper: MP {paper['magnitude_pruning']}, SAFS {paper['safs']}; the mean accuracy ceiling of the "
+          f"kit's masks is {mean['ceiling']:.2f}% ({mean['classes connected']:.1f} of 10 classes connected)")
+
+
+if __name__ == "__main__":
+    main()
