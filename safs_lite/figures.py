@@ -17,6 +17,7 @@ into the figures folder:
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -185,6 +186,9 @@ def make_figures(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", da
             there (accuracy_vs_sparsity.csv) is redrawn too.
     """
     folders = find_runs(preset, seeds, model, dataset, sparsity, pruning, runs=runs)
+    if len(folders) < len(seeds):
+        missing = sorted(set(seeds) - set(folders))
+        print(f"note: no finished run for seed(s) {missing}; drawing from seed(s) {sorted(folders)}", file=sys.stderr)
     results = load_results(folders)
     out = figures_dir(figures)
     written: list[Path] = []
@@ -205,8 +209,9 @@ def make_figures(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", da
                                   title=f"LAHC stage 1, seed {seed}: validation accuracy (%) of each candidate"),
              f"lahc_trajectory_s{seed}.png")
     histories = search_histories(folders)
-    save(plot_search_comparison(histories, band="minmax",
-                                title="stage 1: best validation accuracy so far, mean over seeds (band: min-max)"),
+    save(plot_search_comparison(histories, band=None, show_runs=True,
+                                title="stage 1: best validation accuracy (%) so far; thick: mean over seeds, thin: "
+                                      "each seed"),
          "lahc_vs_random.png")
     sweep_csv = out / "accuracy_vs_sparsity.csv"
     if sweep_csv.exists():

@@ -342,7 +342,7 @@ def best_by_evaluations(history) -> np.ndarray:
 
 
 def plot_search_comparison(histories: dict, band: str | None = "sem", title: str | None = None,
-                           path: str | os.PathLike | None = None) -> Figure:
+                           path: str | os.PathLike | None = None, show_runs: bool = False) -> Figure:
     """Best fitness so far against the number of evaluations, one line per strategy.
 
     Args:
@@ -354,9 +354,11 @@ def plot_search_comparison(histories: dict, band: str | None = "sem", title: str
             mean), "minmax" (the range over runs) or None.
         title: axes title.
         path: PNG file to write, or None.
+        show_runs: also draw every run as a thin line in its strategy's colour.
 
     Returns:
-        The figure (one axes, one line per strategy, in the dict's order).
+        The figure (one axes; one thick line per strategy, in the dict's order, drawn after that
+        strategy's thin per-run lines when show_runs).
     """
     if not histories:
         raise ValueError("no searches to compare")
@@ -372,6 +374,9 @@ def plot_search_comparison(histories: dict, band: str | None = "sem", title: str
         stack = np.stack([c[:n] for c in curves])  # (runs, evaluations)
         x = np.arange(1, n + 1)
         color = f"C{i}"
+        if show_runs and len(runs) > 1:
+            for curve in stack:
+                ax.plot(x, curve, drawstyle="steps-post", color=color, lw=0.8, alpha=0.45)
         label = name if len(runs) == 1 else f"{name} (mean of {len(runs)})"
         ax.plot(x, stack.mean(0), drawstyle="steps-post", color=color, lw=1.8, label=label)
         if len(runs) > 1 and band is not None:

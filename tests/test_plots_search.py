@@ -164,6 +164,10 @@ def test_search_comparison_bands():
     assert len(plot_search_comparison({"a": runs}, band="minmax").axes[0].collections) == 1
     with pytest.raises(ValueError, match="band"):
         plot_search_comparison({"a": runs}, band="iqr")
+    thin = plot_search_comparison({"a": [_history(), _history(), _history()]}, band=None, show_runs=True)
+    lines = thin.axes[0].lines
+    assert len(lines) == 4 and [line.get_linewidth() for line in lines] == [0.8, 0.8, 0.8, 1.8]
+    np.testing.assert_allclose(lines[0].get_ydata(), best_by_evaluations(_history()))
     with pytest.raises(ValueError, match="no searches"):
         plot_search_comparison({})
 
