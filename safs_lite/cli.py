@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", default="mnist")
     r.add_argument("--sparsity", type=float, default=0.99)
     r.add_argument("--pruning", default="layerwise", help="layerwise (paper) or global")
-    r.add_argument("--preset", default="smoke", help="smoke (minutes), cpu (benchmark), paper (GPU)")
+    r.add_argument("--preset", default="smoke", help="smoke (seconds), cpu (benchmark), sweep (short budgets), paper (GPU)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--search", default="lahc", help="stage-1 search: lahc (paper) or random")
     r.add_argument("--move", default="reference", help="LAHC move: reference or one_layer")
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_run)
 
     q = sub.add_parser("reproduce", help="Table 1 over seeds: one run per seed, mean and std, next to the paper")
-    q.add_argument("--preset", default="cpu", help="smoke, cpu or paper")
+    q.add_argument("--preset", default="cpu", help="smoke, cpu (default), sweep or paper")
     q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     q.add_argument("--model", default="lenet5")
     q.add_argument("--dataset", default="mnist")
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", default=None, help="data folder (default $SAFS_DATA, else <repo>/data)")
     q.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS or runs/)")
     q.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    q.add_argument("--threads", type=int, default=None)
+    q.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     q.set_defaults(func=_reproduce)
 
     w = sub.add_parser("sweep", help="accuracy vs sparsity: MP and SAFS at several sparsities, both pruning methods")
@@ -209,10 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--data", default=None, help="data folder (default $SAFS_DATA, else <repo>/data)")
     w.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS or runs/)")
     w.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    w.add_argument("--threads", type=int, default=None)
+    w.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     w.set_defaults(func=_sweep)
 
-    f = sub.add_parser("figures", help="the reproduction's figures from the saved runs of `reproduce` (no training)")
+    f = sub.add_parser("figures", help="the reproduction's figures from the saved runs of `reproduce` (no training); "
+                       "redraws the sweep figure when figures/accuracy_vs_sparsity.csv exists")
     f.add_argument("--preset", default="cpu", help="the preset `reproduce` ran with")
     f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     f.add_argument("--model", default="lenet5")

@@ -93,7 +93,7 @@ def plot_table1_bars(results: dict[int, dict], paper: dict | None = None,
     if paper:
         p = dict(paper, safs_gain=paper["safs"] - paper["magnitude_pruning"])
         ax.scatter(x, [p[c] for c in COLUMNS], marker="D", s=55, color="crimson", edgecolor="black", zorder=4,
-                   label="paper (single run, ~10x the epochs)")
+                   label="paper (single run, 13-27x the epochs)")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, HEADERS)
     ax.set_ylabel("test accuracy (%), gain in points")
@@ -127,7 +127,7 @@ def plot_alpha_beta(results: dict[int, dict], path: str | os.PathLike | None = N
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
     for ax, key, what in zip(axes, ("alpha", "beta"), ("output scale", "input scale")):
         ax.axhline(1.0, color="0.5", ls=":", lw=1)
-        sns.stripplot(data=df, x="layer", y=key, hue="stage", dodge=True, size=7, jitter=0.1, ax=ax,
+        sns.stripplot(data=df, x="layer", y=key, hue="stage", dodge=True, size=7, jitter=False, ax=ax,
                       edgecolor="black", linewidth=0.5)
         ax.set_title(f"learned {key} ({what}); dotted: initial 1", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
