@@ -104,7 +104,8 @@ def _sweep(args: argparse.Namespace) -> int:
                .pivot_table(index=["pruning", "sparsity"], columns="method", values="test_accuracy",
                             aggfunc=["mean", "std"]))
     print(summary.to_string(float_format=lambda v: f"{v:.2f}"))
-    print(f"written: {figures_dir() / 'accuracy_vs_sparsity.csv'} and .png ({time.perf_counter() - t0:.0f} s this call)")
+    print(f"written: {figures_dir() / 'accuracy_vs_sparsity.csv'} and .png "
+          f"({time.perf_counter() - t0:.0f} s this call)")
     return 0
 
 
@@ -150,53 +151,56 @@ def format_table(res: dict, paper: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+_COMMON = {  # options several commands share, with the same meaning everywhere
+    "model": dict(default="lenet5", help="lenet5, vgg16, resnet18 or efficientnet_b0"),
+    "dataset": dict(default="mnist", help="mnist, fashion_mnist, cifar10 or imagenet16"),
+    "data": dict(default=None, help="data folder (default $SAFS_DATA, else <repo>/data)"),
+    "runs": dict(default=None, help="runs folder (default $SAFS_RUNS, else <repo>/runs)"),
+    "device": dict(default="cpu", help="cpu, cuda or auto"),
+    "threads": dict(type=int, default=None, help="CPU threads (default: all cores)"),
+}
+
+
+def _common(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Add the shared options `names` (keys of _COMMON) to a command's parser."""
+    for name in names:
+        parser.add_argument(f"--{name}", **_COMMON[name])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the CLI."""
     p = argparse.ArgumentParser(prog="python -m safs_lite", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="train LeNet-5, prune it, fine-tune, print dense and pruned accuracy")
-    d.add_argument("--model", default="lenet5")
-    d.add_argument("--dataset", default="mnist")
     d.add_argument("--sparsity", type=float, default=0.99)
     d.add_argument("--pruning", default="layerwise", help="layerwise (paper) or global")
     d.add_argument("--epochs", type=int, default=15, help="dense training epochs")
     d.add_argument("--finetune-epochs", type=int, default=5, help="fine-tuning epochs after pruning")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--data", default=None, help="data folder (default $SAFS_DATA, else <repo>/data)")
-    d.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS, else <repo>/runs)")
-    d.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    _common(d, "model", "dataset", "data", "runs", "threads")
     d.set_defaults(func=_demo)
 
     r = sub.add_parser("run", help="the SAFS pipeline for one setting (writes OUT/results.json)")
-    r.add_argument("--model", default="lenet5")
-    r.add_argument("--dataset", default="mnist")
     r.add_argument("--sparsity", type=float, default=0.99)
     r.add_argument("--pruning", default="layerwise", help="layerwise (paper) or global")
-    r.add_argument("--preset", default="smoke", help="smoke (seconds), cpu (benchmark), sweep (short budgets), paper (GPU)")
+    r.add_argument("--preset", default="smoke",
+                   help="smoke (seconds), cpu (benchmark), sweep (short budgets), paper (GPU)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--search", default="lahc", help="stage-1 search: lahc (paper) or random")
     r.add_argument("--move", default="reference", help="LAHC move: reference or one_layer")
     r.add_argument("--out", default=None, help="run folder (default: runs/safs-<config>-<hash>)")
-    r.add_argument("--data", default=None, help="data folder (default $SAFS_DATA, else <repo>/data)")
-    r.add_argument("--runs", default=None, help="runs folder for shared caches (default $SAFS_RUNS or runs/)")
-    r.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     r.add_argument("--amp", action="store_true", help="CUDA only: mixed precision (bf16, else fp16)")
     r.add_argument("--channels-last", action="store_true", help="CUDA only: NHWC memory format")
-    r.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    _common(r, "model", "dataset", "data", "runs", "device", "threads")
     r.set_defaults(func=_run)
 
     q = sub.add_parser("reproduce", help="Table 1 over seeds: one run per seed, mean and std, next to the paper")
     q.add_argument("--preset", default="cpu", help="smoke, cpu (default), sweep or paper")
     q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    q.add_argument("--model", default="lenet5")
-    q.add_argument("--dataset", default="mnist")
     q.add_argument("--sparsity", type=float, default=0.99)
     q.add_argument("--pruning", default="layerwise")
-    q.add_argument("--data", default=None, help="data folder (default $SAFS_DATA, else <repo>/data)")
-    q.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS or runs/)")
-    q.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    q.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    _common(q, "model", "dataset", "data", "runs", "device", "threads")
     q.set_defaults(func=_reproduce)
 
     w = sub.add_parser("sweep", help="accuracy vs sparsity: MP and SAFS at several sparsities, both pruning methods")
@@ -204,23 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     w.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.7, 0.9, 0.95, 0.98, 0.99])
     w.add_argument("--pruning", nargs="+", default=["layerwise", "global"], help="layerwise and/or global")
-    w.add_argument("--model", default="lenet5")
-    w.add_argument("--dataset", default="mnist")
-    w.add_argument("--data", default=None, help="data folder (default $SAFS_DATA, else <repo>/data)")
-    w.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS or runs/)")
-    w.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    w.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    _common(w, "model", "dataset", "data", "runs", "device", "threads")
     w.set_defaults(func=_sweep)
 
     f = sub.add_parser("figures", help="the reproduction's figures from the saved runs of `reproduce` (no training); "
                        "redraws the sweep figure when figures/accuracy_vs_sparsity.csv exists")
     f.add_argument("--preset", default="cpu", help="the preset `reproduce` ran with")
     f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    f.add_argument("--model", default="lenet5")
-    f.add_argument("--dataset", default="mnist")
     f.add_argument("--sparsity", type=float, default=0.99)
     f.add_argument("--pruning", default="layerwise")
-    f.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS or runs/)")
+    _common(f, "model", "dataset", "runs")
     f.set_defaults(func=_figures)
     return p
 

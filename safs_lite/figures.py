@@ -70,7 +70,8 @@ def table1_frame(results: dict[int, dict]) -> pd.DataFrame:
     """Tidy Table 1: one row per seed and column (COLUMNS), test accuracy in %."""
     rows = []
     for seed, res in results.items():
-        acc = dict(res["test_accuracy"], safs_gain=res["test_accuracy"]["safs"] - res["test_accuracy"]["magnitude_pruning"])
+        acc = dict(res["test_accuracy"])
+        acc["safs_gain"] = acc["safs"] - acc["magnitude_pruning"]
         rows += [{"seed": seed, "column": c, "test_accuracy": acc[c]} for c in COLUMNS]
     return pd.DataFrame(rows)
 

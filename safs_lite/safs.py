@@ -291,9 +291,9 @@ def _run_safs(config: SAFSConfig, out: str | os.PathLike | None, data_root: str 
         t0 = time.perf_counter()
         rnd = random_search(fitness, sites, SEARCH_SPACE, s1["search"]["evaluations"], seed=config.seed,
                             csv_path=out / "stage1_random_search.csv", progress=progress)
-        save_json(out / "stage1_random.json", {"best": rnd.best, "best_val_fitness": rnd.best_fitness,
-                                               "evaluations": rnd.evaluations, "history_csv": "stage1_random_search.csv",
-                                               "seconds": time.perf_counter() - t0})
+        save_json(out / "stage1_random.json",
+                  {"best": rnd.best, "best_val_fitness": rnd.best_fitness, "evaluations": rnd.evaluations,
+                   "history_csv": "stage1_random_search.csv", "seconds": time.perf_counter() - t0})
     bar.update(1)
     s2 = _stage(out, "stage2", lambda: stage2_for(relu, "stage2"), timings)
     bar.update(1)
