@@ -2,8 +2,10 @@
 
 Reads the finished runs of `python -m safs_lite reproduce` (no training) and prints, per seed, the
 test accuracies, the wall time of the run, and what the pruning mask leaves: the classes still
-connected to the input and the accuracy ceiling that implies. Then the targets:
-SAFS mean >= 62.22% (the paper's), mean SAFS gain >= +15.5 points, each seed < 30 minutes.
+connected to the input and the accuracy ceiling that implies. Then the targets of issue 9:
+mean SAFS gain >= +15.5 points over the kit's own magnitude pruning; SAFS >= 85% of each seed's
+connectivity ceiling, averaged over seeds; stage 2 above magnitude pruning on every seed; each seed's
+pipeline < 30 minutes; and the moonshot, SAFS mean >= 62.22% (the paper's).
 
     SAFS_DATA=../shared/data python benchmarks/table1_target.py [--preset cpu] [--seeds 0 1 2]
 """
@@ -18,7 +20,7 @@ from safs_lite.figures import find_runs, load_results
 from safs_lite.pruning import accuracy_ceiling, connected_units
 from safs_lite.safs import PAPER_TABLE1, load_safs_model
 
-TARGET_SAFS, TARGET_GAIN, TARGET_MINUTES = 62.22, 15.5, 30.0
+TARGET_SAFS, TARGET_GAIN, TARGET_MINUTES, TARGET_CEILING = 62.22, 15.5, 30.0, 0.85
 
 
 def main() -> None:
@@ -34,26 +36,33 @@ def main() -> None:
         acc = res["test_accuracy"]
         model = load_safs_model(folders[seed], "safs")
         seconds = res["seconds"]  # seconds of every stage as computed (dense included), summed in "total"
+        ceiling = accuracy_ceiling(model, test_labels)
         rows.append({"seed": seed, "MP": acc["magnitude_pruning"], "stage 1": acc["stage1"],
                      "stage 2": acc["stage2"], "SAFS": acc["safs"], "gain": acc["safs"] - acc["magnitude_pruning"],
                      "minutes": seconds["total"] / 60,
                      "classes connected": float(connected_units(model)["fc3"].sum()),
-                     "ceiling": accuracy_ceiling(model, test_labels)})
+                     "ceiling": ceiling, "SAFS / ceiling": acc["safs"] / ceiling})
     table = pd.DataFrame(rows).set_index("seed")
     table.loc["mean"] = table.mean()
     print(table.to_string(float_format=lambda v: f"{v:.2f}"))
     paper = PAPER_TABLE1[("lenet5", "mnist")]
     mean = table.loc["mean"]
-    checks = [("SAFS mean (%)", mean["SAFS"], f">= {TARGET_SAFS}", mean["SAFS"] >= TARGET_SAFS,
-               mean["SAFS"] - TARGET_SAFS),
-              ("SAFS gain (points)", mean["gain"], f">= +{TARGET_GAIN}", mean["gain"] >= TARGET_GAIN,
+    seeds = table.drop("mean")
+    slowest = seeds["minutes"].max()
+    s2_margin = (seeds["stage 2"] - seeds["MP"]).min()
+    checks = [("SAFS gain (points)", mean["gain"], f">= +{TARGET_GAIN}", mean["gain"] >= TARGET_GAIN,
                mean["gain"] - TARGET_GAIN),
-              ("slowest seed (min)", table.drop("mean")["minutes"].max(), f"< {TARGET_MINUTES:g}",
-               table.drop("mean")["minutes"].max() < TARGET_MINUTES, TARGET_MINUTES - table.drop("mean")["minutes"].max())]
+              ("SAFS / ceiling, mean", mean["SAFS / ceiling"], f">= {TARGET_CEILING}",
+               mean["SAFS / ceiling"] >= TARGET_CEILING, mean["SAFS / ceiling"] - TARGET_CEILING),
+              ("stage 2 - MP, worst", s2_margin, "> 0", s2_margin > 0, s2_margin),
+              ("slowest seed (min)", slowest, f"< {TARGET_MINUTES:g}", slowest < TARGET_MINUTES,
+               TARGET_MINUTES - slowest),
+              ("moonshot: SAFS mean (%)", mean["SAFS"], f">= {TARGET_SAFS}", mean["SAFS"] >= TARGET_SAFS,
+               mean["SAFS"] - TARGET_SAFS)]
     print()
-    print(f"{'target':<22}{'measured':>10}{'goal':>10}{'met':>6}{'margin':>9}")
+    print(f"{'target':<26}{'measured':>10}{'goal':>10}{'met':>6}{'margin':>9}")
     for name, value, goal, met, margin in checks:  # margin: how far above (+) or short of (-) the goal
-        print(f"{name:<22}{value:>10.2f}{goal:>10}{'yes' if met else 'no':>6}{margin:>+9.2f}")
+        print(f"{name:<26}{value:>10.2f}{goal:>10}{'yes' if met else 'no':>6}{margin:>+9.2f}")
     print(f"\npaper: MP {paper['magnitude_pruning']}, SAFS {paper['safs']}; the mean accuracy ceiling of the "
           f"kit's masks is {mean['ceiling']:.2f}% ({mean['classes connected']:.1f} of 10 classes connected)")
 

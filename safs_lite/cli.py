@@ -1,7 +1,7 @@
 """Command line: `python -m safs_lite <command> ...` (also installed as `safs-lite`).
 
 Commands:
-    demo   train LeNet-5, prune it by magnitude, fine-tune, print the accuracies.
+    demo       SAFS end to end at a small budget: dense, magnitude pruning, stage 1, stage 2, SAFS.
     run        the SAFS pipeline for one setting; writes OUT/results.json and prints Table 1's five numbers.
     reproduce  one run per seed (finished runs reused); writes figures/table1.csv and table1.md.
     sweep      MP and SAFS at several sparsities, layer-wise and global; writes
@@ -21,30 +21,35 @@ def _demo(args: argparse.Namespace) -> int:
     import torch
 
     from .data import load_data
-    from .pipeline import magnitude_pruning, train_dense
-    from .data import check_dataset
-    from .models import check_model
-    from .pruning import PRUNING_METHODS, check_sparsity
-    from .train import TrainConfig
+    from .figures import fitness_label
+    from .plots import plot_lahc_trajectory, save_figure
+    from .safs import DEMO_SETTING, SAFSConfig, default_out, run_safs
+    from .search import read_history
 
-    check_model(args.model), check_dataset(args.dataset), check_sparsity(args.sparsity)
-    if args.pruning not in PRUNING_METHODS:
-        raise ValueError(f"unknown pruning method {args.pruning!r}; valid: {', '.join(PRUNING_METHODS)}")
+    cfg = SAFSConfig(model=args.model, dataset=args.dataset, sparsity=args.sparsity, pruning=args.pruning,
+                     preset=args.preset, seed=args.seed).validate()
     torch.set_num_threads(args.threads or torch.get_num_threads())
     t0 = time.perf_counter()
     data = load_data(args.dataset, root=args.data, seed=args.seed)
     print(f"data: {data.source} ({len(data.train)} train / {len(data.val)} val / {len(data.test)} test)")
-    dense, rec = train_dense(args.model, data, TrainConfig(epochs=args.epochs, seed=args.seed), runs=args.runs)
-    print(f"dense {args.model}: test accuracy {rec['test_accuracy']:.2f}%  "
-          f"(val {rec['val_accuracy']:.2f}%, {len(rec['history'])} epochs)")
-    ft = TrainConfig(epochs=args.finetune_epochs, seed=args.seed)
-    pruned, prec = magnitude_pruning(dense, data, args.sparsity, args.pruning, ft, runs=args.runs)
-    rep = prec["sparsity"]
-    layers = "  ".join(f"{k} {100 * v:.1f}%" for k, v in rep.items() if k != "overall")
-    print(f"pruned {args.pruning} to {100 * rep['overall']:.2f}% sparsity ({layers})")
-    print(f"magnitude pruning: test accuracy {prec['test_before']:.2f}% before fine-tuning, "
-          f"{prec['test_accuracy']:.2f}% after {args.finetune_epochs} epochs")
-    print(f"done in {time.perf_counter() - t0:.0f} s (runs are cached: a rerun is instant)")
+    b = cfg.budgets()
+    print(f"SAFS on {cfg.model} / {cfg.dataset} at {100 * cfg.sparsity:g}% {cfg.pruning} sparsity, preset "
+          f"{cfg.preset}: dense {b.dense_epochs} epochs, {b.lahc_steps + 1} LAHC candidates, "
+          f"2 x {b.hpo_trials} HPO trials, {b.finetune_epochs}-epoch retrains")
+    out = default_out(cfg, args.runs)
+    res = run_safs(cfg, out=out, data_root=args.data, runs=args.runs)
+    print(format_table(res))
+    scales = res["alpha_beta"]["safs"]
+    print("learned scales (SAFS): " + ", ".join(f"{k}: {a:.2f} * {res['activations']['safs'][k]}({b:.2f} x)"
+                                               for k, (a, b) in scales.items()))
+    fig = plot_lahc_trajectory(read_history(out / "stage1_search.csv"), ylabel=fitness_label(res),
+                               title="stage 1 (LAHC): the fitness of each candidate")
+    save_figure(fig, out / "lahc_trajectory.png")
+    print(f"results: {out}/results.json; LAHC trajectory: {out}/lahc_trajectory.png")
+    if (cfg.sparsity, cfg.pruning) == DEMO_SETTING:
+        print("the paper's setting (99% layer-wise) with the benchmark budgets: "
+              "python -m safs_lite run --preset cpu --sparsity 0.99 --pruning layerwise")
+    print(f"done in {time.perf_counter() - t0:.0f} s (finished stages are saved: a rerun prints at once)")
     return 0
 
 
@@ -55,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = SAFSConfig(model=args.model, dataset=args.dataset, sparsity=args.sparsity, pruning=args.pruning,
                      preset=args.preset, seed=args.seed, search=args.search, move=args.move,
-                     amp=args.amp, channels_last=args.channels_last).validate()
+                     fitness=args.fitness, amp=args.amp, channels_last=args.channels_last).validate()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = _device(args.device)
@@ -82,7 +87,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     table = reproduce(preset=args.preset, seeds=tuple(args.seeds), model=args.model, dataset=args.dataset,
                       sparsity=args.sparsity, pruning=args.pruning, data_root=args.data, runs=args.runs,
-                      device=_device(args.device))
+                      device=_device(args.device), fitness=args.fitness)
     print(format_summary(table))
     print(f"written: {figures_dir() / 'table1.csv'} and table1.md ({time.perf_counter() - t0:.0f} s this call)")
     return 0
@@ -169,14 +174,18 @@ def _common(parser: argparse.ArgumentParser, *names: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the CLI."""
+    from .fitness import FITNESSES
+    from .safs import DEMO_SETTING, SAFSConfig
+
+    fitness_help = (f"stage-1 score of a candidate: {', '.join(FITNESSES)} (default {SAFSConfig.fitness}; "
+                    "val_acc is the reference code's)")
     p = argparse.ArgumentParser(prog="python -m safs_lite", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="train LeNet-5, prune it, fine-tune, print dense and pruned accuracy")
-    d.add_argument("--sparsity", type=float, default=0.99)
-    d.add_argument("--pruning", default="layerwise", help="layerwise (paper) or global")
-    d.add_argument("--epochs", type=int, default=15, help="dense training epochs")
-    d.add_argument("--finetune-epochs", type=int, default=5, help="fine-tuning epochs after pruning")
+    d = sub.add_parser("demo", help="SAFS end to end in minutes: dense, magnitude pruning, stage 1, stage 2, SAFS")
+    d.add_argument("--sparsity", type=float, default=DEMO_SETTING[0])
+    d.add_argument("--pruning", default=DEMO_SETTING[1], help="layerwise (paper) or global")
+    d.add_argument("--preset", default="demo", help="demo (default: about 2 minutes), smoke, cpu, sweep, paper")
     d.add_argument("--seed", type=int, default=0)
     _common(d, "model", "dataset", "data", "runs", "threads")
     d.set_defaults(func=_demo)
@@ -189,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--search", default="lahc", help="stage-1 search: lahc (paper) or random")
     r.add_argument("--move", default="reference", help="LAHC move: reference or one_layer")
+    r.add_argument("--fitness", default=SAFSConfig.fitness, help=fitness_help)
     r.add_argument("--out", default=None, help="run folder (default: runs/safs-<config>-<hash>)")
     r.add_argument("--amp", action="store_true", help="CUDA only: mixed precision (bf16, else fp16)")
     r.add_argument("--channels-last", action="store_true", help="CUDA only: NHWC memory format")
@@ -200,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     q.add_argument("--sparsity", type=float, default=0.99)
     q.add_argument("--pruning", default="layerwise")
+    q.add_argument("--fitness", default=SAFSConfig.fitness, help=fitness_help)
     _common(q, "model", "dataset", "data", "runs", "device", "threads")
     q.set_defaults(func=_reproduce)
 

@@ -175,6 +175,13 @@ def search_histories(folders: dict[int, Path]) -> dict[str, list]:
     return {k: v for k, v in out.items() if v}
 
 
+def fitness_label(results: dict) -> str:
+    """The y-axis label of a run's stage-1 fitness (runs made before the choice existed used val_acc)."""
+    from .fitness import FITNESS_LABELS
+
+    return FITNESS_LABELS[results["config"].get("fitness", "val_acc")]
+
+
 def make_figures(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", dataset: str = "mnist",
                  sparsity: float = 0.99, pruning: str = "layerwise", runs: str | os.PathLike | None = None,
                  figures: str | os.PathLike | None = None) -> list[Path]:
@@ -205,13 +212,14 @@ def make_figures(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", da
                                title="operators found by stage 1 (LAHC), per seed"), "operators_found.png")
     save(plot_alpha_beta(results), "alpha_beta_learned.png")
     save(plot_found_activations(results), "activations_found.png")
+    label = fitness_label(next(iter(results.values())))
     for seed, folder in folders.items():
-        save(plot_lahc_trajectory(read_history(folder / "stage1_search.csv"),
-                                  title=f"LAHC stage 1, seed {seed}: validation accuracy (%) of each candidate"),
+        save(plot_lahc_trajectory(read_history(folder / "stage1_search.csv"), ylabel=label,
+                                  title=f"LAHC stage 1, seed {seed}: the fitness of each candidate"),
              f"lahc_trajectory_s{seed}.png")
     histories = search_histories(folders)
     save(plot_search_comparison(histories, band=None, show_runs=True,
-                                title="stage 1: best validation accuracy (%) so far; thick: mean over seeds, thin: "
+                                title=f"stage 1: best fitness so far ({label}); thick: mean over seeds, thin: "
                                       "each seed"),
          "lahc_vs_random.png")
     sweep_csv = out / "accuracy_vs_sparsity.csv"

@@ -2,8 +2,12 @@
 
 A trial fine-tunes a copy of the pruned checkpoint with fixed operators,
 trainable activation scales (their own parameter group, no weight decay) and
-the trial's hyperparameters, reporting validation accuracy every epoch so the
-pruner can stop bad trials early. The study lives in a SQLite file, so an
+the trial's hyperparameters, reporting its validation score every epoch:
+validation accuracy with validation loss as the tie-break (`fitness.tiebreak_score`),
+so trials that all sit at the majority-class accuracy are still ranked. A
+successive-halving pruner (a multi-fidelity method: every trial gets one
+epoch, the best third of them three, ...) stops the others, so more
+configurations are tried for the same epochs. The study lives in a SQLite file, so an
 interrupted study resumes; each trial's sampler is seeded from the study seed
 and the trial number, so a resumed study proposes exactly what an
 uninterrupted one would.
@@ -18,10 +22,9 @@ import optuna
 from torch import nn
 from tqdm.auto import tqdm
 
-from .activations import set_activations, set_trainable_scales
 from .data import Data
-from .pruning import clone
-from .train import OPTIMIZERS, SCHEDULERS, TrainConfig, train
+from .fitness import tiebreak_score
+from .train import OPTIMIZERS, SCHEDULERS, TrainConfig, finetune_with  # noqa: F401 (its old home)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -29,39 +32,19 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def suggest_config(trial: optuna.Trial, base: TrainConfig) -> TrainConfig:
-    """The reference's search space (SAFS_METHOD.md section 5), applied on top of `base`."""
+    """The reference's search space (SAFS_METHOD.md section 5), applied on top of `base`.
+
+    One change: momentum (Adam's beta1) ends at `base.beta2` (0.99 for LeNet-5) instead
+    of 0.999, so Adam's beta1 never exceeds its beta2.
+    """
     return replace(
         base,
         optimizer=trial.suggest_categorical("optimizer", list(OPTIMIZERS)),
         lr=trial.suggest_float("lr", 1e-4, 1e-1, log=True),
-        momentum=trial.suggest_float("momentum", 0.1, 0.999),
+        momentum=trial.suggest_float("momentum", 0.1, base.beta2),
         weight_decay=trial.suggest_float("weight_decay", 1e-5, 1e-1, log=True),
         scheduler=trial.suggest_categorical("scheduler", list(SCHEDULERS)),
     )
-
-
-def finetune_with(pruned: nn.Module, data: Data, ops: dict[str, str], cfg: TrainConfig,
-                  learn_scales: bool = False, progress: bool = False, desc: str = "fine-tune",
-                  on_epoch=None) -> tuple[nn.Module, list[dict]]:
-    """Fine-tune a copy of the pruned checkpoint with the given operators.
-
-    Args:
-        pruned: the pruned (not yet fine-tuned) model; left untouched.
-        data: the dataset.
-        ops: site -> operator name.
-        cfg: hyperparameters and budget.
-        learn_scales: train alpha and beta too (stage 2); else they stay 1.
-        progress: show a progress bar.
-        desc: the bar's label.
-        on_epoch: per-epoch callback (see `train`).
-
-    Returns:
-        (the fine-tuned copy, its per-epoch history).
-    """
-    model = set_activations(clone(pruned), ops)
-    set_trainable_scales(model, learn_scales)
-    history = train(model, data, cfg, progress=progress, desc=desc, on_epoch=on_epoch)
-    return model, history
 
 
 def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, trials: int,
@@ -87,7 +70,9 @@ def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{folder / 'study.db'}"
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=max(1, trials // 4), n_warmup_steps=1)
+    # Successive halving on epochs: a trial goes on past epoch 1 (then 3, 9, ...) only if its
+    # score is in the top third of the trials that reached that epoch.
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     study = optuna.create_study(study_name="stage2", storage=storage, direction="maximize",
                                 pruner=pruner, load_if_exists=True)
     if study.user_attrs.get("ops", ops) != ops:
@@ -99,12 +84,13 @@ def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, 
         cfg = replace(suggest_config(trial, base), seed=seed, select="last")
 
         def report(row: dict) -> None:
-            trial.report(row["val_acc"], row["epoch"])
-            if trial.should_prune():
+            trial.set_user_attr(f"val_acc_{row['epoch']}", row["val_acc"])
+            trial.report(tiebreak_score(row["val_acc"], row["val_loss"]), row["epoch"])
+            if row["epoch"] < cfg.epochs and trial.should_prune():  # stopping after the last epoch saves nothing
                 raise optuna.TrialPruned()
 
         _, history = finetune_with(pruned, data, ops, cfg, learn_scales=True, on_epoch=report)
-        return history[-1]["val_acc"]
+        return tiebreak_score(history[-1]["val_acc"], history[-1]["val_loss"])
 
     done = sum(t.state in FINISHED for t in study.trials)
     bar = tqdm(total=trials, initial=min(done, trials), desc="HPO trials", disable=not progress, leave=False)
@@ -126,7 +112,7 @@ def _drop_unfinished(study: optuna.Study) -> None:
     """Mark trials left RUNNING by a killed process as failed, so they are not counted."""
     for t in study.trials:
         if t.state == optuna.trial.TrialState.RUNNING:
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
 
 
 def best_config(study: optuna.Study, base: TrainConfig) -> TrainConfig:

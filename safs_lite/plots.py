@@ -211,7 +211,8 @@ def _current_fitness(rows: Sequence[dict]) -> np.ndarray:
     return np.array(out, dtype=float)
 
 
-def plot_lahc_trajectory(history, title: str | None = None, path: str | os.PathLike | None = None) -> Figure:
+def plot_lahc_trajectory(history, title: str | None = None, path: str | os.PathLike | None = None,
+                         ylabel: str = "fitness", ax: plt.Axes | None = None) -> Figure:
     """Fitness of every LAHC step: accepted vs rejected candidates, cached revisits, best so far.
 
     Args:
@@ -219,9 +220,11 @@ def plot_lahc_trajectory(history, title: str | None = None, path: str | os.PathL
             cached), as in `SearchResult.history` or `read_history(csv)`.
         title: axes title.
         path: PNG file to write, or None.
+        ylabel: what the fitness is (e.g. `fitness.FITNESS_LABELS[name]`).
+        ax: draw into this axes (e.g. one panel of a side-by-side figure) instead of a new figure.
 
     Returns:
-        The figure (one axes). Its lines are the best so far and the current
+        The figure (one axes, or `ax`'s figure). Its lines are the best so far and the current
         state; its scatter collections are accepted steps, rejected steps and,
         when there are any, cached revisits (in that order).
     """
@@ -230,7 +233,8 @@ def plot_lahc_trajectory(history, title: str | None = None, path: str | os.PathL
     fitness = np.array([r["fitness"] for r in rows], dtype=float)
     accepted = np.array([bool(r["accepted"]) for r in rows])
     cached = np.array([bool(r["cached"]) for r in rows])
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    own = ax is None
+    fig, ax = plt.subplots(figsize=(8, 3.6)) if own else (ax.figure, ax)
     ax.plot(step, [r["best_fitness"] for r in rows], drawstyle="steps-post", color="black", lw=1.6,
             label="best so far")
     ax.plot(step, _current_fitness(rows), drawstyle="steps-post", color="tab:blue", lw=1.0, ls="--",
@@ -243,12 +247,13 @@ def plot_lahc_trajectory(history, title: str | None = None, path: str | os.PathL
         ax.scatter(step[cached], fitness[cached], marker="o", s=150, facecolors="none", edgecolors="tab:gray",
                    linewidth=1.2, zorder=2, label=f"cached revisit ({cached.sum()})")
     ax.set_xlabel("step (0 = the initial vector)")
-    ax.set_ylabel("fitness")
+    ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(frameon=False, fontsize=8, **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if own else {}))
     ax.set_title(title or f"search trajectory: {len(rows)} steps, {(~cached).sum()} evaluations", fontsize=10)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     save_figure(fig, path)
     return fig
 
@@ -446,9 +451,11 @@ def plot_hpo_history(study, reference: dict | None = None, title: str | None = N
         reference: optional horizontal line, e.g. {"label": "dense defaults", "y": 31.2}.
         title: axes title.
         path: PNG file to write, or None.
+        ylabel: what the fitness is (e.g. `fitness.FITNESS_LABELS[name]`).
+        ax: draw into this axes (e.g. one panel of a side-by-side figure) instead of a new figure.
 
     Returns:
-        The figure (one axes). Lines: best so far (then the reference, if any);
+        The figure (one axes, or `ax`'s figure). Lines: best so far (then the reference, if any);
         scatter collections: complete trials, then pruned trials.
     """
     import optuna

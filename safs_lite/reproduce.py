@@ -26,7 +26,8 @@ HEADERS = ["Dense", "Magnitude pruning", "Stage 1", "Stage 2", "SAFS", "SAFS gai
 def reproduce(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", dataset: str = "mnist",
               sparsity: float = 0.99, pruning: str = "layerwise", data_root: str | os.PathLike | None = None,
               runs: str | os.PathLike | None = None, figures: str | os.PathLike | None = None,
-              progress: bool = True, device: str = "cpu", compare_search: bool = True) -> pd.DataFrame:
+              progress: bool = True, device: str = "cpu", compare_search: bool = True,
+              fitness: str | None = None) -> pd.DataFrame:
     """Run or reuse one SAFS run per seed and write Table 1 with mean and standard deviation.
 
     Args:
@@ -40,13 +41,15 @@ def reproduce(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", datas
         device: "cpu" or "cuda".
         compare_search: also run random search at LAHC's evaluation count in every run
             (for `python -m safs_lite figures`; it does not change the table).
+        fitness: stage-1 fitness (default: `SAFSConfig`'s; "val_acc" is the reference code's).
 
     Returns:
         The table: one row per seed, then "mean", "std" and (when the setting is the
         paper's) "paper"; columns COLUMNS plus "seconds".
     """
+    extra = {"fitness": fitness} if fitness else {}
     configs = [SAFSConfig(model=model, dataset=dataset, sparsity=sparsity, pruning=pruning, preset=preset,
-                          seed=s).validate() for s in seeds]
+                          seed=s, **extra).validate() for s in seeds]
     if not configs:
         raise ValueError("give at least one seed")
     results = {}

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .activations import scale_parameters
+from .activations import scale_parameters, set_activations, set_trainable_scales
 from .data import Data
+from .pruning import clone
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("constant", "step", "cosine", "cosine_warm", "plateau")
@@ -56,8 +57,14 @@ class TrainConfig:
             raise ValueError(f"unknown scheduler {self.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
         if self.select not in ("best", "last"):
             raise ValueError(f"select must be 'best' or 'last', got {self.select!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        for name in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.optimizer in ("adam", "adamw") and not 0 <= self.momentum <= self.beta2 < 1:
+            raise ValueError(f"Adam's beta1 (momentum={self.momentum!r}) must lie in [0, beta2={self.beta2!r}] "
+                             "and beta2 below 1")
 
 
 def seed_everything(seed: int) -> None:
@@ -133,18 +140,69 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return cls(groups, lr=cfg.lr, betas=(cfg.momentum, cfg.beta2))
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
-    """The LR scheduler of `cfg`, stepped once per epoch (None for a constant LR)."""
-    e = cfg.epochs
-    if cfg.scheduler == "step":  # halve the LR ten times over the run (reference: every 20 of 200)
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, e // 10), gamma=0.5)
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=e)
-    if cfg.scheduler == "cosine_warm":
-        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=max(1, e // 4))
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=2)
-    return None
+class RunSchedule:
+    """An LR schedule defined over the run's own length, stepped after every batch.
+
+    Each scheduler does what its name says whether the run is 1, 3 or 200 epochs long
+    (a per-epoch schedule is constant in a 1-epoch HPO trial and cannot restart or
+    react in a 3-epoch one):
+
+    - ``constant``: the base LR throughout.
+    - ``step``: halve the LR at every tenth of the run (the reference's VGG schedule:
+      every 20 of 200 epochs), ending at lr / 2**9.
+    - ``cosine``: cosine annealing from lr to 0 over the run.
+    - ``cosine_warm``: cosine annealing with warm restarts, four cycles per run.
+    - ``plateau``: halve the LR once the mean training loss of three tenths of the run in
+      a row has not improved on the best tenth so far (ReduceLROnPlateau, patience 2, on
+      the training loss; the validation split is not read for it).
+
+    Args:
+        opt: the optimizer whose groups' LRs are set.
+        name: one of SCHEDULERS.
+        total_steps: batches in the whole run (epochs x batches per epoch).
+    """
+
+    def __init__(self, opt: torch.optim.Optimizer, name: str, total_steps: int):
+        if name not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
+        self.name, self.total, self.opt, self.t = name, max(1, int(total_steps)), opt, 0
+        self.chunk = max(1, self.total // 10)
+        self._sum = self._n = 0
+        lr_sched = torch.optim.lr_scheduler
+        if name == "step":
+            total = self.total
+            self.sched = lr_sched.LambdaLR(opt, lambda t: 0.5 ** min(9, (10 * t) // total))
+        elif name == "cosine":
+            self.sched = lr_sched.CosineAnnealingLR(opt, T_max=self.total)
+        elif name == "cosine_warm":
+            self.sched = lr_sched.CosineAnnealingWarmRestarts(opt, T_0=max(1, self.total // 4))
+        elif name == "plateau":
+            self.sched = lr_sched.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=2)
+        else:
+            self.sched = None
+
+    def step(self, loss: float | None = None) -> None:
+        """Advance one batch; `loss` (that batch's training loss) feeds the plateau rule."""
+        self.t += 1
+        if self.sched is None:
+            return
+        if self.name == "plateau":
+            self._sum, self._n = self._sum + (0.0 if loss is None else float(loss)), self._n + 1
+            if self.t % self.chunk == 0:
+                self.sched.step(self._sum / self._n)
+                self._sum = self._n = 0
+        else:
+            self.sched.step()
+
+    @property
+    def lr(self) -> float:
+        """The LR of the first parameter group now."""
+        return self.opt.param_groups[0]["lr"]
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> RunSchedule:
+    """The LR schedule of `cfg` over `cfg.epochs` x `steps_per_epoch` batches (see `RunSchedule`)."""
+    return RunSchedule(opt, cfg.scheduler, cfg.epochs * steps_per_epoch)
 
 
 @torch.inference_mode()
@@ -206,7 +264,8 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
             report and prune trials; it may raise to stop training).
 
     Returns:
-        One dict per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds.
+        One dict per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr (of the epoch's
+        last batch), seconds.
         With `cfg.select == "best"` the model ends at its best-validation epoch. With
         `select="last"` and no `on_epoch`, only the last epoch is validated (the
         others carry NaN), which keeps short candidate evaluations cheap.
@@ -221,9 +280,9 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = make_optimizer(model, cfg)
-    sched = make_scheduler(opt, cfg)
     n_train = len(data.train) if cfg.train_subset is None else min(cfg.train_subset, len(data.train))
     steps = math.ceil(n_train / cfg.batch_size)
+    sched = make_scheduler(opt, cfg, steps)
     history, best_acc, best_state = [], -1.0, None
     bar = tqdm(total=cfg.epochs * steps, desc=desc, disable=not progress, leave=False, unit="batch")
     for epoch in range(1, cfg.epochs + 1):
@@ -247,18 +306,20 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
+            lr_now = opt.param_groups[0]["lr"]
+            sched.step(loss.item() if sched.name == "plateau" else None)
             seen += len(yb)
             loss_sum += loss.detach() * len(yb)
             correct += (out.detach().argmax(1) == yb).sum()
             bar.update(1)
-        # Validate every epoch when something needs it (best-epoch selection, HPO reports, a
-        # plateau scheduler); a short candidate evaluation only needs its last epoch.
-        needed = cfg.select == "best" or on_epoch is not None or cfg.scheduler == "plateau"
+        # Validate every epoch when something needs it (best-epoch selection, HPO reports);
+        # a short candidate evaluation only needs its last epoch.
+        needed = cfg.select == "best" or on_epoch is not None
         val = evaluate(model, data, "val") if needed or epoch == cfg.epochs else \
             {"loss": float("nan"), "accuracy": float("nan")}
         row = {"epoch": epoch, "train_loss": loss_sum.item() / seen,
                "train_acc": 100.0 * correct.item() / seen, "val_loss": val["loss"],
-               "val_acc": val["accuracy"], "lr": opt.param_groups[0]["lr"],
+               "val_acc": val["accuracy"], "lr": lr_now,
                "seconds": time.perf_counter() - t0}
         history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.2f}")
@@ -266,10 +327,6 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
             best_acc = row["val_acc"]
             best_state = {k: v.detach().clone() if torch.is_tensor(v) else v
                           for k, v in model.state_dict().items()}
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            sched.step(row["val_acc"])
-        elif sched is not None:
-            sched.step()
         if on_epoch is not None:
             on_epoch(row)
     bar.close()
@@ -278,6 +335,25 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
     return history
 
 
-def config_dict(cfg: TrainConfig) -> dict:
-    """`cfg` as a plain dict (for results files)."""
-    return asdict(cfg)
+def finetune_with(pruned: nn.Module, data: Data, ops: dict[str, str], cfg: TrainConfig,
+                  learn_scales: bool = False, progress: bool = False, desc: str = "fine-tune",
+                  on_epoch=None) -> tuple[nn.Module, list[dict]]:
+    """Fine-tune a copy of the pruned checkpoint with the given operators.
+
+    Args:
+        pruned: the pruned (not yet fine-tuned) model; left untouched.
+        data: the dataset.
+        ops: site -> operator name.
+        cfg: hyperparameters and budget.
+        learn_scales: train alpha and beta too (stage 2); else they stay 1.
+        progress: show a progress bar.
+        desc: the bar's label.
+        on_epoch: per-epoch callback (see `train`).
+
+    Returns:
+        (the fine-tuned copy, its per-epoch history).
+    """
+    model = set_activations(clone(pruned), ops)
+    set_trainable_scales(model, learn_scales)
+    history = train(model, data, cfg, progress=progress, desc=desc, on_epoch=on_epoch)
+    return model, history

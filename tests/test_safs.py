@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+import safs_lite.fitness
 import safs_lite.hpo
 import safs_lite.safs
 from safs_lite import SEARCH_SPACE, build_model, load_data, prune_model, train_dense
@@ -120,32 +121,32 @@ def test_interrupted_run_resumes_without_redoing_work(tmp_path, monkeypatch):
     cfg = SAFSConfig(preset="smoke", seed=1, sparsity=0.9)
     steps, trials = PRESETS["smoke"].lahc_steps, PRESETS["smoke"].hpo_trials
 
-    # Reference: one uninterrupted run, counting every fine-tune.
-    calls = _counting(monkeypatch, safs_lite.safs)
+    # Reference: one uninterrupted run, counting every fine-tune (candidates start in safs_lite.fitness).
+    calls = _counting(monkeypatch, safs_lite.fitness)
     hpo_calls = _counting(monkeypatch, safs_lite.hpo)
     ref = run_safs(cfg, out=tmp_path / "ref", progress=False)
-    evaluations = sum(1 for c in calls if c == "candidate")  # stage-1 candidates
+    evaluations = len(calls)  # stage-1 candidates
     assert 1 <= evaluations <= steps + 1
     assert len(hpo_calls) == 2 * trials
 
     # Killed during stage 1 after 2 candidate evaluations ...
-    calls = _counting(monkeypatch, safs_lite.safs, kill_after=2)
+    calls = _counting(monkeypatch, safs_lite.fitness, kill_after=2)
     with pytest.raises(Killed):
         run_safs(cfg, out=tmp_path / "run", progress=False)
     rows = (tmp_path / "run" / "stage1_search.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2  # header + the two finished evaluations
     # ... then killed during stage 2 after 2 trials ...
-    calls = _counting(monkeypatch, safs_lite.safs)
+    calls = _counting(monkeypatch, safs_lite.fitness)
     hpo_calls = _counting(monkeypatch, safs_lite.hpo, kill_after=2)
     with pytest.raises(Killed):
         run_safs(cfg, out=tmp_path / "run", progress=False)
-    assert sum(1 for c in calls if c == "candidate") == evaluations - 2  # finished ones not redone
+    assert len(calls) == evaluations - 2  # finished ones not redone
     assert (tmp_path / "run" / "stage1.json").exists() and not (tmp_path / "run" / "stage2.json").exists()
     # ... and finished: only the missing trials run, and the numbers equal the uninterrupted run's.
-    calls = _counting(monkeypatch, safs_lite.safs)
+    calls = _counting(monkeypatch, safs_lite.fitness)
     hpo_calls = _counting(monkeypatch, safs_lite.hpo)
     res = run_safs(cfg, out=tmp_path / "run", progress=False)
-    assert not any(c == "candidate" for c in calls)
+    assert not calls
     assert len(hpo_calls) == 2 * trials - 2
     assert res["test_accuracy"] == ref["test_accuracy"]
     assert res["activations"] == ref["activations"] and res["alpha_beta"] == ref["alpha_beta"]
@@ -160,7 +161,7 @@ def test_random_search_baseline_uses_the_same_budget(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (("--preset", "fast"), "unknown preset 'fast'; valid: smoke, cpu, sweep, paper"),
+    (("--preset", "fast"), "unknown preset 'fast'; valid: smoke, demo, cpu, sweep, paper"),
     (("--model", "alexnet"), "unknown model 'alexnet'"),
     (("--sparsity", "-0.5"), "sparsity must be in [0, 1)"),
     (("--search", "grid"), "unknown search 'grid'; valid: lahc, random"),
@@ -192,3 +193,34 @@ def test_operator_vectors_are_validated():
         safs_lite.set_activations(model, [])
     with pytest.raises(ValueError):
         safs_lite.set_activations(model, ["tanh", "elu"])  # 2 operators for 4 sites
+
+
+def test_search_and_hpo_never_read_the_test_split(tmp_path, monkeypatch):
+    """Every stage-1 candidate and stage-2 trial reads train and val only; test is read for reports."""
+    from safs_lite.data import Data
+
+    reads, inside = [], []
+    real_batches = Data.batches
+
+    def spy(self, split, *args, **kwargs):
+        reads.append((split, bool(inside)))
+        return real_batches(self, split, *args, **kwargs)
+
+    def deciding(module):
+        real = module.finetune_with
+
+        def wrapper(*args, **kwargs):
+            inside.append(1)
+            try:
+                return real(*args, **kwargs)
+            finally:
+                inside.pop()
+        monkeypatch.setattr(module, "finetune_with", wrapper)
+
+    monkeypatch.setattr(Data, "batches", spy)
+    deciding(safs_lite.fitness)  # stage-1 candidates
+    deciding(safs_lite.hpo)      # stage-2 trials
+    run_safs(SAFSConfig(preset="smoke", seed=3, sparsity=0.9), out=tmp_path / "run", progress=False)
+    assert any(inside for _, inside in reads) and {s for s, i in reads if i} == {"train", "val"}
+    # outside the decisions, test is read once per reported number: dense, MP (before and after), 3 stages
+    assert sum(s == "test" for s, _ in reads) == 1 + 2 + 3
