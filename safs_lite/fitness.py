@@ -17,6 +17,7 @@ its numbers and the presets' choice.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Callable
 
@@ -39,7 +40,7 @@ def tiebreak_score(val_acc: float, val_loss: float) -> float:
         >>> tiebreak_score(11.36, 9.0) > tiebreak_score(11.35, 0.1)
         True
     """
-    return val_acc - 1e-3 * min(val_loss, 9.99)
+    return val_acc - 1e-3 * (min(val_loss, 9.99) if math.isfinite(val_loss) else 9.99)
 
 
 FITNESSES: dict[str, Callable[[dict], float]] = {
