@@ -30,10 +30,11 @@ reproduce: install
 benchmark: install
 	$(PY) benchmarks/throughput.py
 
-# Re-execute every notebook on the data you have (SAFS_DATA=../shared/data for full MNIST),
-# then strip image outputs (the figures live in figures/).
+# Re-execute every notebook on the data you have (SAFS_DATA=../shared/data for full MNIST; made absolute,
+# since the kernels run in notebooks/), then strip image outputs (the figures live in figures/).
 notebooks: install
-	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 notebooks/*.ipynb
+	SAFS_DATA=$(if $(SAFS_DATA),$(abspath $(SAFS_DATA)),) $(VENV)/bin/jupyter nbconvert --to notebook --execute \
+		--inplace --ExecutePreprocessor.timeout=3600 notebooks/*.ipynb
 	$(PY) tools/clean_notebooks.py notebooks/*.ipynb
 
 clean:
