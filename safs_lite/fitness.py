@@ -17,13 +17,14 @@ its numbers and the presets' choice.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Callable
 
 from torch import nn
 
 from .data import Data
-from .train import TrainConfig, finetune_with
+from .train import NonFiniteLossError, TrainConfig, finetune_with
 
 
 def tiebreak_score(val_acc: float, val_loss: float) -> float:
@@ -39,7 +40,7 @@ def tiebreak_score(val_acc: float, val_loss: float) -> float:
         >>> tiebreak_score(11.36, 9.0) > tiebreak_score(11.35, 0.1)
         True
     """
-    return val_acc - 1e-3 * min(val_loss, 9.99)
+    return val_acc - 1e-3 * (min(val_loss, 9.99) if math.isfinite(val_loss) else 9.99)
 
 
 FITNESSES: dict[str, Callable[[dict], float]] = {
@@ -78,13 +79,18 @@ def candidate_fitness(pruned: nn.Module, data: Data, cfg: TrainConfig,
         name: a key of FITNESSES.
 
     Returns:
-        ``fitness(ops) -> float`` to maximise, for `search.lahc` or `search.random_search`.
+        ``fitness(ops) -> float`` to maximise, for `search.lahc` or `search.random_search`. A
+        candidate whose fine-tune diverges (non-finite loss) gets the worst score: accuracy 0,
+        loss infinite.
     """
     check_fitness(name)
     cfg = replace(cfg, select="last")
 
     def fitness(ops: dict[str, str]) -> float:
-        _, history = finetune_with(pruned, data, ops, cfg)
+        try:
+            _, history = finetune_with(pruned, data, ops, cfg)
+        except NonFiniteLossError:  # a vector whose fine-tune diverges scores as badly as possible
+            return score(name, {"val_acc": 0.0, "val_loss": math.inf})
         return score(name, history[-1])
 
     return fitness

@@ -42,7 +42,7 @@ def test_results_json_schema(smoke_run):
     out, _ = smoke_run
     res = json.loads((out / "results.json").read_text())
     assert set(res) == {"config", "test_accuracy", "activations", "alpha_beta", "sparsity", "seconds",
-                        "environment"}
+                        "data", "kit", "environment"}
     c = res["config"]
     assert {"model", "dataset", "sparsity", "pruning", "preset", "seed", "budgets"} <= set(c)
     assert (c["model"], c["dataset"], c["sparsity"], c["pruning"], c["preset"], c["seed"]) == \
