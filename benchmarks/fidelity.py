@@ -89,8 +89,14 @@ def free_scores(pruned, data, ops: dict, batches: int, batch_size: int = 256, se
     model = set_activations(clone(pruned), ops).train()
     gen = torch.Generator().manual_seed(seed)
     outs: dict[str, torch.Tensor] = {}
-    hooks = [site.register_forward_hook(lambda m, i, o, k=name: (o.retain_grad(), outs.__setitem__(k, o)))
-             for name, site in activation_sites(model).items()]
+
+    def keep(name: str):
+        def hook(module, inputs, output):  # returns None: the output is not replaced
+            output.retain_grad()
+            outs[name] = output
+        return hook
+
+    hooks = [site.register_forward_hook(keep(name)) for name, site in activation_sites(model).items()]
     t0 = time.perf_counter()
     grad_sq = fisher = 0.0
     for b, (xb, yb) in enumerate(data.batches("train", batch_size, shuffle=True, generator=gen)):
@@ -103,7 +109,7 @@ def free_scores(pruned, data, ops: dict, batches: int, batch_size: int = 256, se
                 mask = dict(model.named_buffers())[name.replace("weight_orig", "weight_mask")]
                 grad_sq += float(((p.grad * mask) ** 2).sum())
         for o in outs.values():
-            fisher += float((o * o.grad).sum(dim=tuple(range(1, o.dim()))).pow(2).sum()) / len(yb)
+            fisher += float((o.detach() * o.grad).sum(dim=tuple(range(1, o.dim()))).pow(2).sum()) / len(yb)
     for h in hooks:
         h.remove()
     return {"grad_norm": grad_sq ** 0.5, "fisher": fisher, "seconds": time.perf_counter() - t0}

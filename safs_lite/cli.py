@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the CLI."""
     from .fitness import FITNESSES
     from .safs import DEMO_SETTING, SAFSConfig
+    from .sweep import SPARSITIES
 
     fitness_help = (f"stage-1 score of a candidate: {', '.join(FITNESSES)} (default {SAFSConfig.fitness}; "
                     "val_acc is the reference code's)")
@@ -236,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="accuracy vs sparsity: MP and SAFS at several sparsities, both pruning methods")
     w.add_argument("--preset", default="sweep", help="smoke, sweep (about 3 min per run on 1 core), cpu or paper")
     w.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    w.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.7, 0.9, 0.95, 0.98, 0.99])
+    w.add_argument("--sparsities", type=float, nargs="+", default=list(SPARSITIES),
+                   help="sparsities to run (default: 0.9 0.95 0.98 0.99)")
     w.add_argument("--pruning", nargs="+", default=["layerwise", "global"], help="layerwise and/or global")
     _common(w, "model", "dataset", "data", "runs", "device", "threads", "deterministic")
     w.set_defaults(func=_sweep)
