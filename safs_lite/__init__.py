@@ -13,7 +13,7 @@ from .search import SearchConfig, SearchResult, lahc, random_search, read_histor
 from .pipeline import magnitude_pruning, train_dense
 from .train import TrainConfig, evaluate, predict, seed_everything, train
 
-__version__ = "0.1.0"
+from .version import KIT_VERSION as __version__  # noqa: E402
 
 __all__ = [
     "ACTIVATIONS", "SEARCH_SPACE", "Activation", "get_activations", "get_alpha_beta", "get_op",

@@ -52,6 +52,10 @@ ACON_P3 = 1.0
 # squared in a loss) stays far below float32's max (~3.4e38; exp overflows at 88).
 SYMEXP_CLAMP = 20.0
 
+# Part of every SAFS run's cache key: bump it when any operator's definition changes, so runs
+# made with the old operators are never reused.
+OPS_VERSION = "1"
+
 
 def _sign(x: Tensor) -> Tensor:
     """Return +1 where x >= 0 and -1 elsewhere (unlike torch.sign, never 0)."""
@@ -120,9 +124,12 @@ def symexp(x: Tensor) -> Tensor:
 
     The clamp is ours (the reference overflows to inf for |x| > 88 in float32):
     beyond |x| = 20 the output is constant at +-(exp(20) - 1) and its gradient 0.
+    In float16, whose largest value is 65504, the clamp is 10 (exp(10) = 22026),
+    so mixed precision on older GPUs stays finite too.
     """
     s = _sign(x)
-    return s * torch.expm1((s * x).clamp(max=SYMEXP_CLAMP))
+    clamp = SYMEXP_CLAMP if x.dtype != torch.float16 else 10.0
+    return s * torch.expm1((s * x).clamp(max=clamp))
 
 
 def elish(x: Tensor) -> Tensor:

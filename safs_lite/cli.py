@@ -7,6 +7,7 @@ Commands:
     sweep      MP and SAFS at several sparsities, layer-wise and global; writes
                figures/accuracy_vs_sparsity.csv and .png.
     figures    the reproduction's figures from saved runs, without training.
+    check      verify a run folder: every file parses, keys agree, saved models match their records.
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"SAFS on {cfg.model} / {cfg.dataset} at {100 * cfg.sparsity:g}% {cfg.pruning} sparsity, preset "
           f"{cfg.preset}: dense {b.dense_epochs} epochs, {b.lahc_steps + 1} LAHC candidates, "
           f"2 x {b.hpo_trials} HPO trials, {b.finetune_epochs}-epoch retrains")
-    out = default_out(cfg, args.runs)
-    res = run_safs(cfg, out=out, data_root=args.data, runs=args.runs)
+    out = default_out(cfg, args.runs, data=data)
+    res = run_safs(cfg, data_root=args.data, runs=args.runs)
     print(format_table(res))
     scales = res["alpha_beta"]["safs"]
     print("learned scales (SAFS): " + ", ".join(f"{k}: {a:.2f} * {res['activations']['safs'][k]}({b:.2f} x)"
@@ -66,9 +67,9 @@ def _run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     if (args.amp or args.channels_last) and device != "cuda":
         raise ValueError(f"--amp and --channels-last need a CUDA device (--device cuda); this run is on {device}")
-    out = args.out or default_out(cfg, args.runs)
+    out = args.out or default_out(cfg, args.runs, data_root=args.data)
     t0 = time.perf_counter()
-    res = run_safs(cfg, out=out, data_root=args.data, runs=args.runs, device=device)
+    res = run_safs(cfg, out=args.out, data_root=args.data, runs=args.runs, device=device)
     print(format_table(res, PAPER_TABLE1.get((cfg.model, cfg.dataset))
                        if cfg.sparsity == 0.99 and cfg.pruning == "layerwise" else None))
     print(f"results: {out}/results.json  ({time.perf_counter() - t0:.0f} s this call; "
@@ -118,9 +119,23 @@ def _figures(args: argparse.Namespace) -> int:
     from .figures import make_figures
 
     written = make_figures(preset=args.preset, seeds=tuple(args.seeds), model=args.model, dataset=args.dataset,
+                           data_root=args.data,
                            sparsity=args.sparsity, pruning=args.pruning, runs=args.runs)
     for path in written:
         print(f"written: {path}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import check_run
+
+    problems = check_run(args.run_dir, data_root=args.data)
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{args.run_dir}: {len(problems)} problem(s)")
+        return 1
+    print(f"{args.run_dir}: ok (key, records, history and every saved model consistent)")
     return 0
 
 
@@ -163,6 +178,9 @@ _COMMON = {  # options several commands share, with the same meaning everywhere
     "runs": dict(default=None, help="runs folder (default $SAFS_RUNS, else <repo>/runs)"),
     "device": dict(default="cpu", help="cpu, cuda or auto"),
     "threads": dict(type=int, default=None, help="CPU threads (default: all cores)"),
+    "deterministic": dict(action="store_true",
+                          help="repeatable CUDA runs (torch.use_deterministic_algorithms): slower kernels; "
+                               "CPU runs are repeatable without it"),
 }
 
 
@@ -170,6 +188,7 @@ def _common(parser: argparse.ArgumentParser, *names: str) -> None:
     """Add the shared options `names` (keys of _COMMON) to a command's parser."""
     for name in names:
         parser.add_argument(f"--{name}", **_COMMON[name])
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--pruning", default=DEMO_SETTING[1], help="layerwise (paper) or global")
     d.add_argument("--preset", default="demo", help="demo (default: about 2 minutes), smoke, cpu, sweep, paper")
     d.add_argument("--seed", type=int, default=0)
-    _common(d, "model", "dataset", "data", "runs", "threads")
+    _common(d, "model", "dataset", "data", "runs", "threads", "deterministic")
     d.set_defaults(func=_demo)
 
     r = sub.add_parser("run", help="the SAFS pipeline for one setting (writes OUT/results.json)")
@@ -203,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="run folder (default: runs/safs-<config>-<hash>)")
     r.add_argument("--amp", action="store_true", help="CUDA only: mixed precision (bf16, else fp16)")
     r.add_argument("--channels-last", action="store_true", help="CUDA only: NHWC memory format")
-    _common(r, "model", "dataset", "data", "runs", "device", "threads")
+    _common(r, "model", "dataset", "data", "runs", "device", "threads", "deterministic")
     r.set_defaults(func=_run)
 
     q = sub.add_parser("reproduce", help="Table 1 over seeds: one run per seed, mean and std, next to the paper")
@@ -212,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--sparsity", type=float, default=0.99)
     q.add_argument("--pruning", default="layerwise")
     q.add_argument("--fitness", default=SAFSConfig.fitness, help=fitness_help)
-    _common(q, "model", "dataset", "data", "runs", "device", "threads")
+    _common(q, "model", "dataset", "data", "runs", "device", "threads", "deterministic")
     q.set_defaults(func=_reproduce)
 
     w = sub.add_parser("sweep", help="accuracy vs sparsity: MP and SAFS at several sparsities, both pruning methods")
@@ -221,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--sparsities", type=float, nargs="+", default=list(SPARSITIES),
                    help="sparsities to run (default: 0.9 0.95 0.98 0.99)")
     w.add_argument("--pruning", nargs="+", default=["layerwise", "global"], help="layerwise and/or global")
-    _common(w, "model", "dataset", "data", "runs", "device", "threads")
+    _common(w, "model", "dataset", "data", "runs", "device", "threads", "deterministic")
     w.set_defaults(func=_sweep)
 
     f = sub.add_parser("figures", help="the reproduction's figures from the saved runs of `reproduce` (no training); "
@@ -230,8 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     f.add_argument("--sparsity", type=float, default=0.99)
     f.add_argument("--pruning", default="layerwise")
-    _common(f, "model", "dataset", "runs")
+    _common(f, "model", "dataset", "data", "runs")
     f.set_defaults(func=_figures)
+    c = sub.add_parser("check", help="verify a run folder: files, keys, and every saved model against its record")
+    c.add_argument("run_dir", help="a SAFS run folder (holds config.json and results.json)")
+    _common(c, "data")
+    c.set_defaults(func=_check)
     return p
 
 
@@ -239,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; bad input ends in a one-line error and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "deterministic", False):
+            from .train import set_deterministic
+
+            set_deterministic(True)
         return args.func(args)
     except (ValueError, DataNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

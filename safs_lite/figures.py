@@ -37,16 +37,19 @@ from .widgets import operator_curves
 
 def find_runs(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", dataset: str = "mnist",
               sparsity: float = 0.99, pruning: str = "layerwise",
-              runs: str | os.PathLike | None = None) -> dict[int, Path]:
+              runs: str | os.PathLike | None = None,
+              data_root: str | os.PathLike | None = None) -> dict[int, Path]:
     """The finished run folder of each seed (seed -> folder); ValueError if none is finished.
 
-    A folder whose results.json is unreadable gives a one-line ValueError naming it.
+    Folders are named by their key, data included, so only runs made on the data in
+    `data_root` (default $SAFS_DATA) are found. A folder whose results.json is unreadable
+    gives a one-line ValueError naming it.
     """
     found, missing = {}, []
     for seed in seeds:
         cfg = SAFSConfig(model=model, dataset=dataset, sparsity=sparsity, pruning=pruning, preset=preset,
                          seed=seed).validate()
-        out = default_out(cfg, runs)
+        out = default_out(cfg, runs, data_root=data_root)
         if (out / "results.json").exists():
             res = load_json(out / "results.json")
             if not isinstance(res, dict) or "test_accuracy" not in res:
@@ -184,7 +187,8 @@ def fitness_label(results: dict) -> str:
 
 def make_figures(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", dataset: str = "mnist",
                  sparsity: float = 0.99, pruning: str = "layerwise", runs: str | os.PathLike | None = None,
-                 figures: str | os.PathLike | None = None) -> list[Path]:
+                 figures: str | os.PathLike | None = None,
+                 data_root: str | os.PathLike | None = None) -> list[Path]:
     """Draw every figure of the reproduction from saved runs; return the paths written.
 
     Args:
@@ -192,8 +196,9 @@ def make_figures(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", da
         runs: runs folder (default $SAFS_RUNS, else <repo>/runs).
         figures: output folder (default $SAFS_FIGURES, else <repo>/figures); a sweep table
             there (accuracy_vs_sparsity.csv) is redrawn too.
+        data_root: the data the runs were made on (default $SAFS_DATA): runs are keyed on it.
     """
-    folders = find_runs(preset, seeds, model, dataset, sparsity, pruning, runs=runs)
+    folders = find_runs(preset, seeds, model, dataset, sparsity, pruning, runs=runs, data_root=data_root)
     if len(folders) < len(seeds):
         missing = sorted(set(seeds) - set(folders))
         print(f"note: no finished run for seed(s) {missing}; drawing from seed(s) {sorted(folders)}", file=sys.stderr)

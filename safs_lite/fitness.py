@@ -24,7 +24,7 @@ from typing import Callable
 from torch import nn
 
 from .data import Data
-from .train import TrainConfig, finetune_with
+from .train import NonFiniteLossError, TrainConfig, finetune_with
 
 
 def tiebreak_score(val_acc: float, val_loss: float) -> float:
@@ -79,13 +79,18 @@ def candidate_fitness(pruned: nn.Module, data: Data, cfg: TrainConfig,
         name: a key of FITNESSES.
 
     Returns:
-        ``fitness(ops) -> float`` to maximise, for `search.lahc` or `search.random_search`.
+        ``fitness(ops) -> float`` to maximise, for `search.lahc` or `search.random_search`. A
+        candidate whose fine-tune diverges (non-finite loss) gets the worst score: accuracy 0,
+        loss infinite.
     """
     check_fitness(name)
     cfg = replace(cfg, select="last")
 
     def fitness(ops: dict[str, str]) -> float:
-        _, history = finetune_with(pruned, data, ops, cfg)
+        try:
+            _, history = finetune_with(pruned, data, ops, cfg)
+        except NonFiniteLossError:  # a vector whose fine-tune diverges scores as badly as possible
+            return score(name, {"val_acc": 0.0, "val_loss": math.inf})
         return score(name, history[-1])
 
     return fitness

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .data import Data
 from .fitness import tiebreak_score
-from .train import OPTIMIZERS, SCHEDULERS, TrainConfig, finetune_with  # noqa: F401 (its old home)
+from .train import OPTIMIZERS, SCHEDULERS, NonFiniteLossError, TrainConfig, finetune_with  # noqa: F401
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -89,7 +89,11 @@ def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, 
             if row["epoch"] < cfg.epochs and trial.should_prune():  # stopping after the last epoch saves nothing
                 raise optuna.TrialPruned()
 
-        _, history = finetune_with(pruned, data, ops, cfg, learn_scales=True, on_epoch=report)
+        try:
+            _, history = finetune_with(pruned, data, ops, cfg, learn_scales=True, on_epoch=report)
+        except NonFiniteLossError as err:  # diverged: stop the trial like a pruned one, say why
+            trial.set_user_attr("diverged", str(err))
+            raise optuna.TrialPruned() from None
         return tiebreak_score(history[-1]["val_acc"], history[-1]["val_loss"])
 
     done = sum(t.state in FINISHED for t in study.trials)
@@ -103,7 +107,8 @@ def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, 
         study.optimize(objective, n_trials=1, catch=())
         done = sum(t.state in FINISHED for t in study.trials)
         bar.update(1)
-        bar.set_postfix(best=f"{study.best_value:.2f}")
+        if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+            bar.set_postfix(best=f"{study.best_value:.2f}")
     bar.close()
     return study
 
@@ -117,6 +122,9 @@ def _drop_unfinished(study: optuna.Study) -> None:
 
 def best_config(study: optuna.Study, base: TrainConfig) -> TrainConfig:
     """The best trial's hyperparameters on top of `base` (for the full-budget retraining)."""
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise ValueError(f"no trial of the study completed ({len(study.trials)} pruned, diverged or failed); "
+                         "run more trials or narrow the learning-rate range")
     p = study.best_trial.params
     return replace(base, optimizer=p["optimizer"], lr=p["lr"], momentum=p["momentum"],
                    weight_decay=p["weight_decay"], scheduler=p["scheduler"])

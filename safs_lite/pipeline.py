@@ -19,6 +19,7 @@ from .models import build_model, check_compatible
 from .pruning import check_sparsity, clone, load_pruned, prune_model, sparsity_report
 from .runs import cpu_state, environment, load_json, load_state, run_folder, save_json, save_state
 from .train import TrainConfig, current_cuda_options, evaluate, train
+from .version import KIT_VERSION
 
 
 def train_dense(model_name: str, data: Data, cfg: TrainConfig = TrainConfig(), runs: str | os.PathLike | None = None,
@@ -39,7 +40,8 @@ def train_dense(model_name: str, data: Data, cfg: TrainConfig = TrainConfig(), r
     """
     model = build_model(model_name, num_classes=data.num_classes, seed=cfg.seed)
     check_compatible(model, data.input_shape, model_name)
-    key = {"step": "dense", "model": model_name, "data": data.signature, "train": asdict(cfg), **_speed_key()}
+    key = {"step": "dense", "model": model_name, "data": data.signature, "train": asdict(cfg), "kit": KIT_VERSION,
+           **_speed_key()}
     folder = run_folder("dense", key, runs)
     if (folder / "record.json").exists() and (folder / "model.pt").exists():
         record = load_json(folder / "record.json")
@@ -81,7 +83,7 @@ def magnitude_pruning(dense: nn.Module, data: Data, sparsity: float, method: str
     dense_key = key or {"weights": _weights_fingerprint(dense)}
     cfg_key = asdict(cfg) if cfg is not None else None
     run_key = {"step": "magnitude", "dense": dense_key, "data": data.signature, "sparsity": sparsity,
-               "method": method, "finetune": cfg_key, **_speed_key()}
+               "method": method, "finetune": cfg_key, "kit": KIT_VERSION, **_speed_key()}
     folder = run_folder("magnitude", run_key, runs)
     model = prune_model(clone(dense), sparsity, method)
     if (folder / "record.json").exists() and (folder / "model.pt").exists():

@@ -108,16 +108,16 @@ def sparsity_report(model: nn.Module) -> dict[str, float]:
 
 
 def clone(model: nn.Module) -> nn.Module:
-    """A deep copy of a (possibly pruned) model, masks included.
+    """A deep copy of a (possibly pruned) model, masks included; `model` is left untouched.
 
     After a training forward pass a pruned layer's `weight` is a non-leaf
     tensor, which `copy.deepcopy` refuses; it is recomputed from weight_orig
-    and the mask at every forward, so a detached copy is equivalent.
+    and the mask at every forward, so the copy gets a detached clone of it
+    (handed to deepcopy through its memo, without changing the original).
     """
-    for m in prunable_layers(model).values():
-        if hasattr(m, "weight_mask"):
-            m.weight = m.weight.detach()
-    return copy.deepcopy(model)
+    memo = {id(m.weight): m.weight.detach().clone() for m in prunable_layers(model).values()
+            if hasattr(m, "weight_mask") and isinstance(getattr(m, "weight", None), torch.Tensor)}
+    return copy.deepcopy(model, memo)
 
 
 def export(model: nn.Module) -> nn.Module:

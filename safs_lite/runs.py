@@ -84,7 +84,9 @@ def cpu_state(model: torch.nn.Module) -> dict:
 
 
 def load_state(path: str | os.PathLike) -> dict:
-    """torch.load with a one-line error for a corrupt checkpoint."""
+    """torch.load with a one-line error for a missing or corrupt checkpoint."""
+    if not Path(path).exists():
+        raise ValueError(f"{path}: missing checkpoint; rerun the command that writes it")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign file

@@ -12,7 +12,9 @@ saved as they go, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
+import functools
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -20,17 +22,18 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .activations import SEARCH_SPACE, get_activations, get_alpha_beta
-from .data import INPUT_SHAPES, check_dataset, load_data, num_classes
+from .activations import OPS_VERSION, SEARCH_SPACE, get_activations, get_alpha_beta
+from .data import INPUT_SHAPES, Data, check_dataset, load_data, num_classes
 from .fitness import FITNESSES, candidate_fitness, check_fitness
 from .hpo import best_config, tune
 from .models import MODELS, build_model, check_compatible, check_model
-from .paths import runs_dir
+from .paths import data_dir, runs_dir
 from .pipeline import magnitude_pruning, train_dense
 from .pruning import PRUNING_METHODS, check_sparsity, clone, load_pruned, prune_model, sparsity_report
 from .runs import config_hash, cpu_state, environment, load_json, load_state, save_json, save_state
 from .search import MOVES, SearchConfig, lahc, random_search
 from .train import TrainConfig, cuda_options, evaluate, finetune_with
+from .version import KIT_VERSION
 
 
 @dataclass(frozen=True)
@@ -170,13 +173,56 @@ class SAFSConfig:
         return {**cfg, "budgets": asdict(self.budgets()), "train_defaults": asdict(TRAIN_DEFAULTS[self.model])}
 
 
-def default_out(cfg: SAFSConfig, runs: str | os.PathLike | None = None) -> Path:
-    """The run folder named from the config: <runs>/safs-<model>-<dataset>-<sparsity>-<pruning>-<preset>-s<seed>-<hash>."""
-    name = f"safs-{cfg.model}-{cfg.dataset}-{cfg.sparsity:g}-{cfg.pruning}-{cfg.preset}-s{cfg.seed}"
-    return runs_dir(runs) / f"{name}-{config_hash(cfg.full())}"
+def run_key(config: SAFSConfig, data: "Data | str") -> dict:
+    """Everything that changes a SAFS run's numbers: the config with its budgets and training defaults,
+    the data's signature, the searched operators and their definitions' version, and the kit's version.
+
+    A run folder holds one key (`config.json`); a folder holding another key is never reused.
+    """
+    signature = data if isinstance(data, str) else data.signature
+    return {**config.full(), "data": signature, "search_space": list(SEARCH_SPACE),
+            "ops_version": OPS_VERSION, "kit": KIT_VERSION}
 
 
-def _prepare_out(out: Path, full: dict) -> None:
+@functools.lru_cache(maxsize=8)
+def _signature_of(dataset: str, root: str, seed: int) -> str:
+    return load_data(dataset, root=root, seed=seed).signature
+
+
+def default_out(cfg: SAFSConfig, runs: str | os.PathLike | None = None, data: "Data | str | None" = None,
+                data_root: str | os.PathLike | None = None) -> Path:
+    """The run folder named from its key: <runs>/safs-<model>-<dataset>-<sparsity>-<pruning>-<preset>-s<seed>-<hash>.
+
+    The hash covers `run_key`, data included: the same config on other data (the offline
+    subset, say) gets another folder. Without `data` the dataset is loaded from `data_root`
+    (default $SAFS_DATA) to read its signature (once per process).
+    """
+    if data is None:
+        data = _signature_of(cfg.dataset, str(data_dir(data_root)), cfg.seed)
+    return runs_dir(runs) / f"{_prefix(cfg)}-{config_hash(run_key(cfg, data))}"
+
+
+def _prefix(cfg: SAFSConfig) -> str:
+    return f"safs-{cfg.model}-{cfg.dataset}-{cfg.sparsity:g}-{cfg.pruning}-{cfg.preset}-s{cfg.seed}"
+
+
+def key_diff(old: dict, new: dict, limit: int = 3) -> str:
+    """The fields where two keys differ, as "field: old -> new" (nested fields dotted), at most `limit`."""
+    diffs = []
+
+    def walk(a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in list(a) + [k for k in b if k not in a]:
+                walk(a.get(k, "(absent)"), b.get(k, "(absent)"), f"{path}.{k}" if path else k)
+        elif a != b:
+            diffs.append(f"{path}: {a!r} -> {b!r}")
+
+    walk(old, new, "")
+    more = f" (+{len(diffs) - limit} more)" if len(diffs) > limit else ""
+    return "; ".join(diffs[:limit]) + more
+
+
+def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write_test"
@@ -184,13 +230,31 @@ def _prepare_out(out: Path, full: dict) -> None:
         probe.unlink()
     except OSError as err:
         raise ValueError(f"--out {out}: not writable ({err.strerror or err})") from None
+
+
+def _prepare_out(out: Path, key: dict, explicit: bool) -> None:
+    """Create the run folder, or check that the one there holds this key; note older runs of this config."""
     cfg_file = out / "config.json"
     if cfg_file.exists():
         saved = load_json(cfg_file)
-        if not isinstance(saved, dict) or saved.get("config") != full:
-            raise ValueError(f"{out} holds a run with a different config; use another --out or delete it")
-    else:
-        save_json(cfg_file, {"config": full, "environment": environment()})
+        old = saved.get("config") if isinstance(saved, dict) else None
+        if old != key:
+            diff = key_diff(old, key) if isinstance(old, dict) else "no readable key"
+            hint = "use another --out or delete it" if explicit else "delete it"
+            raise ValueError(f"{out} holds a run with another key ({diff}); {hint}")
+    elif not explicit and out.parent.is_dir():
+        # Same setting made with other data, operators or kit version: say what differs, in one line.
+        for other in sorted(out.parent.glob(out.name.rsplit("-", 1)[0] + "-*"), key=lambda p: p.stat().st_mtime):
+            try:
+                old = load_json(other / "config.json")["config"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            print(f"safs_lite: {other.name} holds this setting with another key ({key_diff(old, key)}); "
+                  f"not reused, computing {out.name}", file=sys.stderr)
+            break
+    _check_writable(out)
+    if not cfg_file.exists():
+        save_json(cfg_file, {"config": key, "environment": environment()})
 
 
 def _stage(out: Path, name: str, fn, timings: dict) -> dict:
@@ -244,9 +308,13 @@ def _run_safs(config: SAFSConfig, out: str | os.PathLike | None, data_root: str 
               runs: str | os.PathLike | None, progress: bool, device: str, compare_search: bool = False) -> dict:
     """`run_safs` without the argument checks, inside its `cuda_options` block."""
     preset, full = config.budgets(), config.full()
-    out = Path(out) if out is not None else default_out(config, runs)
-    _prepare_out(out, full)
+    if out is not None:
+        _check_writable(Path(out))  # a bad --out fails before any data is read
     data = load_data(config.dataset, root=data_root, seed=config.seed)
+    key = run_key(config, data)
+    explicit = out is not None
+    out = Path(out) if explicit else default_out(config, runs, data=data)
+    _prepare_out(out, key, explicit)
     if device != "cpu":
         data = data.to(device)
     base = replace(TRAIN_DEFAULTS[config.model], seed=config.seed)
@@ -332,6 +400,8 @@ def _run_safs(config: SAFSConfig, out: str | os.PathLike | None, data_root: str 
         "sparsity": {"overall": sf["sparsity"]["overall"],
                      "per_layer": {k: v for k, v in sf["sparsity"].items() if k != "overall"}},
         "seconds": timings,
+        "data": {"source": data.source, "signature": data.signature},
+        "kit": KIT_VERSION,
         "environment": {k: environment()[k] for k in ("python", "torch", "device", "threads")},
     }
     save_json(out / "results.json", results)

@@ -79,7 +79,7 @@ def sweep(preset: str = "sweep", seeds=(0, 1, 2), sparsities=SPARSITIES, pruning
     out_dir = figures_dir(figures)
     rows: list[dict] = []
     for cfg in tqdm(configs, desc=f"sweep ({len(configs)} runs)", disable=not progress):
-        out = default_out(cfg, runs)
+        out = default_out(cfg, runs, data_root=data_root)
         res = run_safs(cfg, out=out, data_root=data_root, runs=runs, progress=progress, device=device)
         rows += result_rows(res, out)
         table = pd.DataFrame(rows, columns=CSV_COLUMNS)

