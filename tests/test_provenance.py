@@ -84,13 +84,18 @@ def test_check_names_every_inconsistency(finished, tmp_path, capsys):
     assert cli_main(["check", str(bad)]) == 1 and "problem(s)" in capsys.readouterr().out
 
 
+def copy_with_data(out, dest, signature):
+    """A copy of a run folder whose key claims it was made on data `signature`."""
+    shutil.copytree(out, dest)
+    saved = json.loads((dest / "config.json").read_text())
+    saved["config"]["data"] = signature
+    (dest / "config.json").write_text(json.dumps(saved))
+    return dest
+
+
 def test_check_refuses_to_compare_models_on_other_data(finished, tmp_path):
     _, out, _ = finished
-    other = tmp_path / "other"
-    shutil.copytree(out, other)
-    saved = json.loads((other / "config.json").read_text())
-    saved["config"]["data"] = "mnist-50000-10000-10000-0123456789ab"
-    (other / "config.json").write_text(json.dumps(saved))
+    other = copy_with_data(out, tmp_path / "other", "mnist-50000-10000-10000-0123456789ab")
     [line] = [p for p in check_run(other) if "made on data" in p]
     assert "mnist-50000-10000-10000-0123456789ab" in line and "point --data" in line
 
@@ -98,11 +103,7 @@ def test_check_refuses_to_compare_models_on_other_data(finished, tmp_path):
 def test_a_folder_with_another_key_is_never_reused(finished, tmp_path, capsys):
     runs, out, res = finished
     # explicit --out holding another key: one-line error naming what differs
-    explicit = tmp_path / "explicit"
-    shutil.copytree(out, explicit)
-    saved = json.loads((explicit / "config.json").read_text())
-    saved["config"]["data"] = "mnist-other"
-    (explicit / "config.json").write_text(json.dumps(saved))
+    explicit = copy_with_data(out, tmp_path / "explicit", "mnist-other")
     with pytest.raises(ValueError, match=r"holds a run with another key \(data: 'mnist-other' -> 'mnist-3000"):
         run_safs(CFG, out=explicit, progress=False)
     # the default folder of the same setting made on other data: said in one line, not reused
