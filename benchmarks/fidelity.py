@@ -41,12 +41,12 @@ from scipy.stats import spearmanr
 from safs_lite import load_data, prune_model
 from safs_lite.activations import SEARCH_SPACE, activation_sites, get_activations
 from safs_lite.fitness import FITNESSES, tiebreak_score
-from safs_lite.hpo import finetune_with
+from safs_lite.training import finetune_with
 from safs_lite.paths import figures_dir, runs_dir
 from safs_lite.pipeline import train_dense
 from safs_lite.pruning import clone
 from safs_lite.runs import load_json, save_json
-from safs_lite.safs import PRESETS, TRAIN_DEFAULTS
+from safs_lite.config import PRESETS, TRAIN_DEFAULTS
 
 
 def sample_vectors(sites: list[str], n: int, seed: int = 0) -> list[dict]:

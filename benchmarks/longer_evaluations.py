@@ -16,8 +16,9 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from safs_lite.safs import PRESETS, SAFSConfig, default_out, run_safs
-from safs_lite.search import read_history
+from safs_lite import PRESETS, SAFSConfig, run_safs
+from safs_lite.runs import default_out
+from safs_lite.searchlog import read_history
 
 VARIANT = "cpu-eval5"  # registered for this script only; its runs get their own folders
 

@@ -18,7 +18,8 @@ import pandas as pd
 from safs_lite import load_data
 from safs_lite.figures import find_runs, load_results
 from safs_lite.pruning import accuracy_ceiling, connected_units
-from safs_lite.safs import PAPER_TABLE1, load_safs_model
+from safs_lite import load_safs_model
+from safs_lite.results import PAPER_TABLE1
 
 TARGET_SAFS, TARGET_GAIN, TARGET_MINUTES, TARGET_CEILING = 62.22, 15.5, 30.0, 0.85
 

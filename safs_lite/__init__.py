@@ -3,25 +3,41 @@
 The public API most notebooks need is re-exported here:
 
     >>> from safs_lite import load_data, build_model, prune_model, sparsity_report
+    >>> from safs_lite import SAFSConfig, run_safs          # a built-in model by name
+    >>> from safs_lite import Data, make_searchable, search  # a network and data of your own
+
+`safs_lite.train` is the training function; the module is `safs_lite.training`.
+`safs_lite.search` is the one-call pipeline for your own network; stage 1's searches are in
+`safs_lite.lahc`. The README's "The kit" section maps every module.
 """
 from .activations import (ACTIVATIONS, SEARCH_SPACE, Activation, get_activations, get_alpha_beta,
                           get_op, set_activations, set_trainable_scales)
+from .config import PRESETS, SAFSConfig
 from .data import DATASETS, Data, DataNotFoundError, Split, load_data
+from .lahc import SearchConfig, lahc, random_search
 from .models import MODELS, build_model
-from .pruning import export, load_pruned, masks, prune_model, sparsity_report
-from .search import SearchConfig, SearchResult, lahc, random_search, read_history
 from .pipeline import magnitude_pruning, train_dense
-from .train import TrainConfig, evaluate, predict, seed_everything, train
-
-from .version import KIT_VERSION as __version__  # noqa: E402
+from .pruning import export, load_pruned, masks, prune_model, sparsity_report, sparsity_table
+from .runs import load_safs_model
+from .safs import SAFSResult, run_safs, search
+from .searchable import make_searchable, unsupported_activations
+from .searchlog import SearchResult, read_history
+from .training import TrainConfig, evaluate, predict, seed_everything, train
+from .version import KIT_VERSION as __version__
 
 __all__ = [
     "ACTIVATIONS", "SEARCH_SPACE", "Activation", "get_activations", "get_alpha_beta", "get_op",
     "set_activations", "set_trainable_scales",
+    "PRESETS", "SAFSConfig",
     "DATASETS", "Data", "DataNotFoundError", "Split", "load_data",
+    "SearchConfig", "lahc", "random_search",
     "MODELS", "build_model",
-    "export", "load_pruned", "masks", "prune_model", "sparsity_report",
-    "SearchConfig", "SearchResult", "lahc", "random_search", "read_history",
     "magnitude_pruning", "train_dense",
+    "export", "load_pruned", "masks", "prune_model", "sparsity_report", "sparsity_table",
+    "load_safs_model",
+    "SAFSResult", "run_safs", "search",
+    "make_searchable", "unsupported_activations",
+    "SearchResult", "read_history",
     "TrainConfig", "evaluate", "predict", "seed_everything", "train",
+    "__version__",
 ]

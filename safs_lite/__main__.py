@@ -1,3 +1,4 @@
+"""`python -m safs_lite`: the command line (`safs_lite.cli`)."""
 import sys
 
 from .cli import main

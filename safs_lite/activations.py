@@ -262,17 +262,37 @@ class Activation(nn.Module):
 def activation_sites(model: nn.Module) -> dict[str, Activation]:
     """Return the model's activation sites, in definition order.
 
+    A built-in model keeps its sites in ``model.acts``; any other model's sites
+    are its ``Activation`` submodules (what ``safs_lite.make_searchable`` makes
+    of its activations), named by their ``named_modules()`` path, e.g.
+    ``"layer1.0.relu"``. A module registered under several paths is one site.
+
     Args:
-        model: a module with ``model.acts``, a non-empty ``nn.ModuleDict`` of ``Activation``.
+        model: a module with ``model.acts``, a non-empty ``nn.ModuleDict`` of
+            ``Activation``; or, without ``acts``, one with ``Activation`` submodules.
 
     Returns:
         Site name -> ``Activation`` (the live modules, not copies).
 
     Raises:
-        ValueError: if ``model.acts`` is missing, not a ModuleDict, empty, or
-            holds something other than ``Activation``.
+        ValueError: if ``model.acts`` is not a ModuleDict, empty, or holds
+            something other than ``Activation``; or if the model has no
+            ``acts`` and no ``Activation`` submodule.
     """
     acts = getattr(model, "acts", None)
+    if acts is None:
+        sites = {name: m for name, m in model.named_modules() if name and isinstance(m, Activation)}
+        if not sites:
+            left = getattr(model, "safs_unsupported", None)  # set by make_searchable
+            if left is None:
+                why = "safs_lite.make_searchable(model) turns its activations (nn.ReLU, F.relu, ...) into sites"
+            elif left:
+                why = f"make_searchable left its activations alone ({'; '.join(f'{k}: {v}' for k, v in left.items())})"
+            else:
+                why = "make_searchable found no activation in it"
+            raise ValueError(f"{type(model).__name__} has no activation sites: no model.acts and no "
+                             f"Activation submodule; {why}")
+        return sites
     if not isinstance(acts, nn.ModuleDict):
         raise ValueError(
             f"{type(model).__name__} has no activation sites: expected model.acts to be an "

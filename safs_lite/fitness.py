@@ -24,7 +24,7 @@ from typing import Callable
 from torch import nn
 
 from .data import Data
-from .train import NonFiniteLossError, TrainConfig, finetune_with
+from .training import NonFiniteLossError, TrainConfig, finetune_with
 
 
 def tiebreak_score(val_acc: float, val_loss: float) -> float:
@@ -56,6 +56,11 @@ FITNESS_LABELS = {
 }
 
 
+def fitness_label(results: dict) -> str:
+    """The y-axis label of a run's stage-1 fitness (runs made before the choice existed used val_acc)."""
+    return FITNESS_LABELS[results["config"].get("fitness", "val_acc")]
+
+
 def check_fitness(name: str) -> str:
     """Return `name` if it is a known fitness, else raise ValueError listing the valid ones."""
     if name not in FITNESSES:
@@ -79,7 +84,7 @@ def candidate_fitness(pruned: nn.Module, data: Data, cfg: TrainConfig,
         name: a key of FITNESSES.
 
     Returns:
-        ``fitness(ops) -> float`` to maximise, for `search.lahc` or `search.random_search`. A
+        ``fitness(ops) -> float`` to maximise, for `lahc.lahc` or `lahc.random_search`. A
         candidate whose fine-tune diverges (non-finite loss) gets the worst score: accuracy 0,
         loss infinite.
     """

@@ -10,11 +10,14 @@ epoch, the best third of them three, ...) stops the others, so more
 configurations are tried for the same epochs. The study lives in a SQLite file, so an
 interrupted study resumes; each trial's sampler is seeded from the study seed
 and the trial number, so a resumed study proposes exactly what an
-uninterrupted one would.
+uninterrupted one would. On a shared storage (PostgreSQL, MySQL, a journal
+file: `safs_lite.storage`) several processes add trials to one study, up to
+its budget in total, and a trial whose process died is retried.
 """
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,11 +27,13 @@ from tqdm.auto import tqdm
 
 from .data import Data
 from .fitness import tiebreak_score
-from .train import OPTIMIZERS, SCHEDULERS, NonFiniteLossError, TrainConfig, finetune_with  # noqa: F401
+from .storage import (FINISHED, POLL_S, Claim, claim_lock, describe, give_up, heartbeat, mark_running, next_claim,
+                      open_storage, reap)
+from .training import OPTIMIZERS, SCHEDULERS, NonFiniteLossError, TrainConfig, finetune_with  # noqa: F401
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+PARAMS = ("optimizer", "lr", "momentum", "weight_decay", "scheduler")  # what `suggest_config` tunes
 
 
 def suggest_config(trial: optuna.Trial, base: TrainConfig) -> TrainConfig:
@@ -48,9 +53,14 @@ def suggest_config(trial: optuna.Trial, base: TrainConfig) -> TrainConfig:
 
 
 def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, trials: int,
-         folder: str | os.PathLike, seed: int = 0, storage: str | None = None,
+         folder: str | os.PathLike, seed: int = 0, storage: str | None = None, study_name: str = "stage2",
          progress: bool = True) -> optuna.Study:
-    """Run (or resume) the HPO study for stage 2 and return it.
+    """Run, resume or join the HPO study for stage 2 and return it once `trials` trials have finished.
+
+    Several processes may call this on one study (`python -m safs_lite hpo-worker`): each
+    starts trials while the finished and running ones are fewer than `trials`, then waits for
+    the others' to finish; a trial whose process died is retried (`safs_lite.storage`). Alone,
+    a process runs exactly what it always ran: trial k's sampler is seeded by (seed, k).
 
     Args:
         pruned: the pruned checkpoint every trial starts from.
@@ -58,10 +68,11 @@ def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, 
         ops: the fixed operators (relu everywhere for "stage 2 only", stage 1's for SAFS).
         base: budget of a trial (epochs, train_subset, batch size); the search
             space overrides optimizer, lr, momentum, weight decay and scheduler.
-        trials: number of finished trials wanted (complete or pruned).
+        trials: number of finished trials wanted (complete or pruned), by all processes together.
         folder: where the default SQLite storage goes (`study.db`).
         seed: seeds the TPE sampler and the trials' training.
-        storage: an Optuna storage URL (default: sqlite:///<folder>/study.db).
+        storage: an Optuna storage URL (`storage.check_storage`; default: sqlite:///<folder>/study.db).
+        study_name: the study's name in the storage (unique per run and stage on a shared one).
         progress: show a progress bar over trials.
 
     Returns:
@@ -69,15 +80,18 @@ def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, 
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{folder / 'study.db'}"
+    url = storage or f"sqlite:///{folder / 'study.db'}"
+    with claim_lock(url, "safs_lite"):  # a new database gets its tables once, whoever comes first
+        store = open_storage(url)
     # Successive halving on epochs: a trial goes on past epoch 1 (then 3, 9, ...) only if its
     # score is in the top third of the trials that reached that epoch.
     pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    study = optuna.create_study(study_name="stage2", storage=storage, direction="maximize",
-                                pruner=pruner, load_if_exists=True)
+    with claim_lock(url, study_name):  # two workers starting at once create the study once
+        study = optuna.create_study(study_name=study_name, storage=store, direction="maximize",
+                                    pruner=pruner, load_if_exists=True)
     if study.user_attrs.get("ops", ops) != ops:
-        raise ValueError(f"{storage}: this study tuned other operators ({study.user_attrs['ops']}); "
-                         "use another folder or delete it")
+        raise ValueError(f"{describe(url)}: study {study_name!r} tuned other operators ({study.user_attrs['ops']}); "
+                         "use another folder or storage, or delete it")
     study.set_user_attr("ops", ops)
 
     def objective(trial: optuna.Trial) -> float:
@@ -96,28 +110,54 @@ def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, 
             raise optuna.TrialPruned() from None
         return tiebreak_score(history[-1]["val_acc"], history[-1]["val_loss"])
 
-    done = sum(t.state in FINISHED for t in study.trials)
-    bar = tqdm(total=trials, initial=min(done, trials), desc="HPO trials", disable=not progress, leave=False)
-    while done < trials:
-        # A fresh sampler per trial, seeded by (seed, trial index): resuming proposes what an
-        # uninterrupted study would have, because TPE only depends on the history and its seed.
-        study.sampler = optuna.samplers.TPESampler(seed=seed * 1000 + done,
-                                                   n_startup_trials=max(2, trials // 3))
-        _drop_unfinished(study)
-        study.optimize(objective, n_trials=1, catch=())
-        done = sum(t.state in FINISHED for t in study.trials)
-        bar.update(1)
-        if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-            bar.set_postfix(best=f"{study.best_value:.2f}")
+    def finished() -> int:
+        return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+    bar = tqdm(total=trials, initial=min(finished(), trials), desc="HPO trials", disable=not progress, leave=False)
+    while True:
+        with claim_lock(url, study_name):  # one process at a time decides what runs next
+            reap(study, store)
+            claim = next_claim(study.get_trials(deepcopy=False), trials, PARAMS)
+            trial = None
+            if isinstance(claim, Claim):
+                # A fresh sampler per trial, seeded by (seed, slot): resuming proposes what an
+                # uninterrupted study would have, because TPE only depends on the history and its seed.
+                study.sampler = optuna.samplers.TPESampler(seed=seed * 1000 + claim.slot,
+                                                           n_startup_trials=max(2, trials // 3))
+                if claim.params is not None:  # a lost trial: the same hyperparameters again
+                    study.enqueue_trial(claim.params)
+                trial = study.ask()
+                mark_running(store, trial._trial_id, claim)
+        if claim == "done":
+            break
+        if trial is not None:
+            _run_trial(study, store, trial, objective)
+        else:  # the other workers run the rest: wait for them (or for a lost trial to retry)
+            time.sleep(POLL_S)
+        bar.n = min(finished(), trials)
+        if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+            bar.set_postfix(best=f"{study.best_value:.2f}", refresh=False)
+        bar.refresh()
     bar.close()
     return study
 
 
-def _drop_unfinished(study: optuna.Study) -> None:
-    """Mark trials left RUNNING by a killed process as failed, so they are not counted."""
-    for t in study.trials:
-        if t.state == optuna.trial.TrialState.RUNNING:
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+def _run_trial(study: optuna.Study, store: optuna.storages.BaseStorage, trial: optuna.Trial, objective) -> None:
+    """Run one claimed trial with a heartbeat and tell its end, as `study.optimize` would."""
+    with heartbeat(store, trial._trial_id):
+        try:
+            value, state = objective(trial), optuna.trial.TrialState.COMPLETE
+        except optuna.TrialPruned:
+            value, state = None, optuna.trial.TrialState.PRUNED
+        except optuna.exceptions.UpdateFinishedTrialError:  # given up as lost by another worker: its retry counts
+            return
+        except BaseException as err:  # stopped (an interrupt, an error): fail it, to be retried, and stop
+            give_up(study, store, trial, err)
+            raise
+    try:
+        study.tell(trial, value, state=state)
+    except (RuntimeError, ValueError):  # given up as lost by another worker while it ran: its retry counts
+        pass
 
 
 def best_config(study: optuna.Study, base: TrainConfig) -> TrainConfig:

@@ -6,6 +6,7 @@ keep runs, data caches and figures out of the working tree:
     SAFS_DATA     dataset cache            (default <repo>/data)
     SAFS_RUNS     run folders, results      (default <repo>/runs)
     SAFS_FIGURES  PNG figures and tables    (default <repo>/figures)
+    SAFS_RESULTS  the shipped results       (default <repo>/results, tracked; see safs_lite.shipped)
 """
 from __future__ import annotations
 
@@ -37,3 +38,8 @@ def figures_dir(root: str | os.PathLike | None = None) -> Path:
     path = _folder("SAFS_FIGURES", "figures", root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def results_dir(root: str | os.PathLike | None = None) -> Path:
+    """The reproduction's shipped results: `root` if given, else $SAFS_RESULTS, else <repo>/results."""
+    return _folder("SAFS_RESULTS", "results", root)

@@ -1,47 +1,75 @@
-"""Cached pipeline steps: dense training and the magnitude-pruning baseline.
+"""The SAFS pipeline as named stages on objects (model, data, budgets): dense, baseline, stage 1, stage 2, SAFS.
 
-Each step saves its model and a JSON record (config, history, accuracies,
-seconds, library versions) in a run folder named by its config, and loads
-them instead of retraining when they exist. Notebooks, the CLI and the
-SAFS stages all go through these functions, so they share cached work.
+    dense -> prune -> magnitude_pruning (fine-tuned)          [the baseline]
+                   -> stage1: LAHC over per-layer operators   [stage1]
+                   -> stage2: dense operators + learned alpha/beta, HPO  [stage2]
+                   -> safs: stage 1's operators + stage 2     [safs]
+
+Each stage is a function a notebook can call on its own; `run` chains them
+into one run folder. Names (a model called "lenet5", a preset called "cpu")
+are resolved before this module, at the edges (`safs_lite.safs`, the CLI).
+Every search and HPO decision uses the validation split; the test split is
+read only for the reported numbers. Dense training and the baseline are
+cached in the runs folder by their key; every other stage's record is saved
+in the run folder as soon as it is done (and the LAHC history and the Optuna
+study as they go), so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import time
-from dataclasses import asdict
+from contextlib import nullcontext
+from dataclasses import asdict, replace
+from pathlib import Path
 
+import optuna
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from .activations import SEARCH_SPACE, get_activations, get_alpha_beta
+from .config import Preset
 from .data import Data
+from .fitness import candidate_fitness
+from .hpo import best_config, tune
+from .storage import describe
+from .lahc import SearchConfig, lahc, random_search
 from .models import build_model, check_compatible
 from .pruning import check_sparsity, clone, load_pruned, prune_model, sparsity_report
-from .runs import cpu_state, environment, load_json, load_state, run_folder, save_json, save_state
-from .train import TrainConfig, current_cuda_options, evaluate, train
+from .results import METHODS
+from .runs import (cached_record, cpu_state, environment, load_json, load_state, run_folder, save_json,
+                   save_state)
+from .training import TrainConfig, current_cuda_options, evaluate, finetune_with, train
 from .version import KIT_VERSION
 
 
-def train_dense(model_name: str, data: Data, cfg: TrainConfig = TrainConfig(), runs: str | os.PathLike | None = None,
-                progress: bool = True, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """Train the dense network (default activations), or load it if this exact run exists.
+# ---------------------------------------------------------------- dense training and the baseline (cached)
+
+
+def dense(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), runs: str | os.PathLike | None = None,
+          progress: bool = True, device: str = "cpu", key: dict | None = None,
+          desc: str = "dense") -> tuple[nn.Module, dict]:
+    """Train `model` (untrained, dense) in place, or load its weights if this exact run exists.
 
     Args:
-        model_name: a registered model ("lenet5", ...).
-        data: the dataset (its fingerprint is part of the cache key).
-        cfg: training budget and hyperparameters; `cfg.seed` seeds init and shuffling.
+        model: the freshly initialised network.
+        data: the dataset (its signature is part of the cache key).
+        cfg: training budget and hyperparameters; `cfg.seed` seeds shuffling.
         runs: runs folder (default $SAFS_RUNS, else <repo>/runs).
         progress: show a progress bar.
         device: "cpu" or "cuda".
+        key: what identifies the untrained model in the cache key (default: a hash of its
+            initial weights, structure and operators).
+        desc: the progress bar's label.
 
     Returns:
         (model in eval mode on `device`, record) where record holds the config,
         per-epoch history, validation and test accuracy (percent) and seconds.
     """
-    model = build_model(model_name, num_classes=data.num_classes, seed=cfg.seed)
-    check_compatible(model, data.input_shape, model_name)
-    key = {"step": "dense", "model": model_name, "data": data.signature, "train": asdict(cfg), "kit": KIT_VERSION,
-           **_speed_key()}
+    key = {"step": "dense", **(key or {"model": type(model).__name__, "init": weights_fingerprint(model)}),
+           "data": data.signature, "train": asdict(cfg), "kit": KIT_VERSION, **_speed_key()}
     folder = run_folder("dense", key, runs)
     if (folder / "record.json").exists() and (folder / "model.pt").exists():
         record = load_json(folder / "record.json")
@@ -49,7 +77,7 @@ def train_dense(model_name: str, data: Data, cfg: TrainConfig = TrainConfig(), r
         return model.to(device).eval(), record
     model.to(device)
     t0 = time.perf_counter()
-    history = train(model, data, cfg, progress=progress, desc=f"dense {model_name}")
+    history = train(model, data, cfg, progress=progress, desc=desc)
     record = {"config": key, "history": history,
               "val_accuracy": evaluate(model, data, "val")["accuracy"],
               "test_accuracy": evaluate(model, data, "test")["accuracy"],
@@ -59,10 +87,26 @@ def train_dense(model_name: str, data: Data, cfg: TrainConfig = TrainConfig(), r
     return model.eval(), record
 
 
+def train_dense(model_name: str, data: Data, cfg: TrainConfig = TrainConfig(), runs: str | os.PathLike | None = None,
+                progress: bool = True, device: str = "cpu") -> tuple[nn.Module, dict]:
+    """`dense` for a built-in model by name: build it (seeded by `cfg.seed`), then train or load it.
+
+    Args:
+        model_name: a registered model ("lenet5", ...).
+        data, cfg, runs, progress, device: as for `dense`.
+
+    Returns:
+        (model in eval mode on `device`, record); see `dense`.
+    """
+    model = build_model(model_name, num_classes=data.num_classes, seed=cfg.seed)
+    check_compatible(model, data.input_shape, model_name)
+    return dense(model, data, cfg, runs, progress, device, key={"model": model_name}, desc=f"dense {model_name}")
+
+
 def magnitude_pruning(dense: nn.Module, data: Data, sparsity: float, method: str = "layerwise",
                       cfg: TrainConfig | None = TrainConfig(), runs: str | os.PathLike | None = None,
                       progress: bool = True, key: dict | None = None) -> tuple[nn.Module, dict]:
-    """Prune a copy of `dense` by weight magnitude and fine-tune it (the paper's baseline); cached.
+    """The baseline: prune a copy of `dense` by weight magnitude and fine-tune it; cached.
 
     Args:
         dense: the trained dense model (left untouched).
@@ -80,7 +124,7 @@ def magnitude_pruning(dense: nn.Module, data: Data, sparsity: float, method: str
         per-layer sparsity report. Pruned weights are exactly zero.
     """
     sparsity = check_sparsity(sparsity)
-    dense_key = key or {"weights": _weights_fingerprint(dense)}
+    dense_key = key or {"weights": weights_fingerprint(dense)}
     cfg_key = asdict(cfg) if cfg is not None else None
     run_key = {"step": "magnitude", "dense": dense_key, "data": data.signature, "sparsity": sparsity,
                "method": method, "finetune": cfg_key, "kit": KIT_VERSION, **_speed_key()}
@@ -105,15 +149,224 @@ def magnitude_pruning(dense: nn.Module, data: Data, sparsity: float, method: str
     return model.eval(), record
 
 
+# ---------------------------------------------------------------- the SAFS stages
+
+
+def retrain(pruned: nn.Module, data: Data, ops: dict[str, str], cfg: TrainConfig, learn_scales: bool,
+            name: str, out: Path | None = None, progress: bool = True) -> tuple[nn.Module, dict]:
+    """The full-budget retraining that ends every stage: fine-tune `pruned` with `ops`, then report.
+
+    Returns:
+        (the model, its record: operators, alpha/beta, validation and test accuracy, sparsity,
+        training config and history); the model is saved as <out>/<name>.pt when `out` is given.
+    """
+    model, history = finetune_with(pruned, data, ops, cfg, learn_scales=learn_scales, progress=progress,
+                                   desc=f"{name} retrain")
+    if out is not None:
+        save_state(Path(out) / f"{name}.pt", cpu_state(model))
+    return model, {"activations": get_activations(model),
+                   "alpha_beta": {k: list(v) for k, v in get_alpha_beta(model).items()},
+                   "val_accuracy": evaluate(model, data, "val")["accuracy"],
+                   "test_accuracy": evaluate(model, data, "test")["accuracy"],
+                   "sparsity": sparsity_report(model), "train": asdict(cfg), "history": history}
+
+
+def _candidate_config(budgets: Preset, base: TrainConfig) -> TrainConfig:
+    return replace(base, epochs=budgets.candidate_epochs, train_subset=budgets.candidate_subset,
+                   lr=budgets.candidate_lr or base.lr)
+
+
+def stage1(pruned: nn.Module, data: Data, budgets: Preset, base: TrainConfig, fitness: str = "acc_tiebreak",
+           search: str = "lahc", move: str = "reference", seed: int = 0, out: str | os.PathLike | None = None,
+           progress: bool = True) -> dict:
+    """Stage 1: search one operator per activation site, then retrain the best vector (alpha = beta = 1).
+
+    Args:
+        pruned: the pruned, not yet fine-tuned checkpoint (left untouched); its sites are searched.
+        data: the dataset; candidates are scored on its validation split.
+        budgets: the preset (candidate epochs and subset, LAHC steps and history, retrain epochs).
+        base: the training defaults every budget is applied to.
+        fitness: a candidate's score (`fitness.FITNESSES`).
+        search: "lahc" (the paper's) or "random" (as many evaluations as LAHC's steps + 1).
+        move: LAHC's move (`lahc.MOVES`).
+        seed: seeds the search and the training.
+        out: run folder for the search's CSV log (resumable) and the retrained model; None keeps
+            nothing.
+        progress: progress bars.
+
+    Returns:
+        The stage record (see `retrain`) plus "search": method, fitness, best validation fitness,
+        evaluations, history file.
+    """
+    base = replace(base, seed=seed)
+    csv = Path(out) / "stage1_search.csv" if out is not None else None
+    score = candidate_fitness(pruned, data, _candidate_config(budgets, base), fitness)
+    sites = list(get_activations(pruned))
+    if search == "lahc":
+        sc = SearchConfig(steps=budgets.lahc_steps, history=budgets.lahc_history, move=move, seed=seed)
+        result = lahc(score, sites, SEARCH_SPACE, sc, csv_path=csv, progress=progress)
+    else:
+        result = random_search(score, sites, SEARCH_SPACE, budgets.lahc_steps + 1, seed=seed, csv_path=csv,
+                               progress=progress)
+    _, rec = retrain(pruned, data, result.best, replace(base, epochs=budgets.finetune_epochs), False, "stage1",
+                     out, progress)
+    rec["search"] = {"method": search, "fitness": fitness, "best_val_fitness": result.best_fitness,
+                     "evaluations": result.evaluations, "history_csv": csv.name if csv else None}
+    return rec
+
+
+def stage2(pruned: nn.Module, data: Data, ops: dict[str, str], budgets: Preset, base: TrainConfig, seed: int = 0,
+           out: str | os.PathLike | None = None, name: str = "stage2", progress: bool = True,
+           storage: str | None = None) -> dict:
+    """Stage 2: learn alpha and beta with the weights, hyperparameters chosen by an Optuna study, then retrain.
+
+    Args:
+        pruned: the pruned checkpoint (left untouched).
+        data: the dataset; trials are scored on its validation split.
+        ops: the fixed operators (the dense network's for stage 2 alone, stage 1's for SAFS).
+        budgets: the preset (trials, trial epochs and subset, retrain epochs).
+        base: the training defaults the study's hyperparameters override.
+        seed: seeds the sampler and the training.
+        out: run folder for the study (<out>/<name>_hpo/study.db, resumable) and the model; None:
+            the study lives in a temporary folder.
+        name: "stage2" or "safs" (file names and labels).
+        progress: progress bars.
+        storage: an Optuna storage URL shared with other processes (`safs_lite.storage`; default:
+            the run's own SQLite file); it changes where the study lives, not its numbers.
+
+    Returns:
+        The stage record (see `retrain`) plus "hpo": best parameters and validation score, trials, storage.
+    """
+    base = replace(base, seed=seed)
+    with (nullcontext(str(Path(out) / f"{name}_hpo")) if out is not None else tempfile.TemporaryDirectory()) as folder:
+        study = stage2_study(pruned, data, ops, budgets, base, seed, folder, name, storage, progress)
+        _, rec = retrain(pruned, data, ops, best_config(study, replace(base, epochs=budgets.finetune_epochs)), True,
+                         name, out, progress)
+        where = f"{name}_hpo/study.db" if out is not None else None
+        if storage is not None:
+            where = f"{describe(storage)} (study {study.study_name})"
+        rec["hpo"] = {"best_params": study.best_trial.params, "best_val": study.best_value,
+                      "trials": len(study.trials), "storage": where}
+    return rec
+
+
+def stage2_study(pruned: nn.Module, data: Data, ops: dict[str, str], budgets: Preset, base: TrainConfig, seed: int,
+                 folder: str | os.PathLike, name: str = "stage2", storage: str | None = None,
+                 progress: bool = True) -> optuna.Study:
+    """Stage 2's HPO study alone: run, resume or join it (`stage2` and `hpo-worker` share it).
+
+    `folder` is <run>/<name>_hpo (or a temporary folder). The study is named "stage2" in the run's
+    own SQLite file (<folder>/study.db, as always) and "<run folder>-<name>" on a storage given by
+    URL, which many runs may share.
+    """
+    trial = replace(base, seed=seed, epochs=budgets.trial_epochs, train_subset=budgets.trial_subset)
+    folder = Path(folder).resolve()
+    run = folder.parent.name if folder.name == f"{name}_hpo" else folder.name  # the run folder's name
+    study_name = "stage2" if storage is None else f"{run}-{name}"
+    return tune(pruned, data, ops, trial, budgets.hpo_trials, folder, seed=seed, storage=storage,
+                study_name=study_name, progress=progress)
+
+
+def safs(pruned: nn.Module, data: Data, stage1_ops: dict[str, str], budgets: Preset, base: TrainConfig,
+         seed: int = 0, out: str | os.PathLike | None = None, progress: bool = True,
+         storage: str | None = None) -> dict:
+    """SAFS: stage 2 on stage 1's operators (the paper's full method). Same record as `stage2`."""
+    return stage2(pruned, data, stage1_ops, budgets, base, seed, out, name="safs", progress=progress, storage=storage)
+
+
+def random_baseline(pruned: nn.Module, data: Data, budgets: Preset, base: TrainConfig, evaluations: int,
+                    fitness: str = "acc_tiebreak", seed: int = 0, out: str | os.PathLike | None = None,
+                    progress: bool = True) -> dict:
+    """Random search with stage 1's fitness and `evaluations` distinct candidates (LAHC's count): the
+    equal-budget baseline of the search. Its history goes to <out>/stage1_random_search.csv."""
+    t0 = time.perf_counter()
+    score = candidate_fitness(pruned, data, _candidate_config(budgets, replace(base, seed=seed)), fitness)
+    csv = Path(out) / "stage1_random_search.csv" if out is not None else None
+    rnd = random_search(score, list(get_activations(pruned)), SEARCH_SPACE, evaluations, seed=seed, csv_path=csv,
+                        progress=progress)
+    return {"best": rnd.best, "best_val_fitness": rnd.best_fitness, "evaluations": rnd.evaluations,
+            "history_csv": csv.name if csv else None, "seconds": time.perf_counter() - t0}
+
+
+# ---------------------------------------------------------------- the whole run
+
+
+def run(dense_model: nn.Module, dense_record: dict, data: Data, sparsity: float, pruning: str, budgets: Preset,
+        base: TrainConfig, out: str | os.PathLike, config: dict, fitness: str = "acc_tiebreak",
+        search: str = "lahc", move: str = "reference", seed: int = 0, runs: str | os.PathLike | None = None,
+        progress: bool = True, compare_search: bool = False, dense_key: dict | None = None,
+        storage: str | None = None) -> dict:
+    """Chain the stages after dense training into one run folder and return (and save) Table 1's results.
+
+    Args:
+        dense_model: the trained dense network (left untouched).
+        dense_record: its record (at least "test_accuracy" and "seconds").
+        data: the dataset.
+        sparsity, pruning: how hard and how to prune.
+        budgets, base: the preset and the training defaults.
+        out: the run folder (created and keyed by the caller: `runs.prepare_out`).
+        config: what results.json's "config" says about the run.
+        fitness, search, move, seed: stage 1's choices and the seed.
+        runs: runs folder of the baseline's cache.
+        progress: progress bars.
+        compare_search: also run `random_baseline` after stage 1 (<out>/stage1_random.json).
+        dense_key: identifies the dense network in the baseline's cache key (default: its weights' hash).
+        storage: where stage 2's and SAFS's Optuna studies live (`stage2`); no number depends on it.
+
+    Returns:
+        The results dict written to <out>/results.json (keys: config, test_accuracy, activations,
+        alpha_beta, sparsity, seconds, data, kit, environment).
+    """
+    out = Path(out)
+    base = replace(base, seed=seed)
+    timings = {"dense": dense_record["seconds"]}
+    bar = tqdm(total=len(METHODS), initial=1, desc=f"SAFS {100 * sparsity:g}% {pruning}", disable=not progress)
+    ft = replace(base, epochs=budgets.finetune_epochs)
+    _, mp_rec = magnitude_pruning(dense_model, data, sparsity, pruning, ft, runs=runs, progress=progress,
+                                  key=dense_key)
+    timings["magnitude_pruning"] = mp_rec["seconds"]
+    bar.update(1)
+    pruned = prune_model(clone(dense_model), sparsity, pruning)  # the checkpoint every stage starts from
+    s1 = cached_record(out / "stage1.json", lambda: stage1(pruned, data, budgets, base, fitness, search, move, seed,
+                                                           out, progress), timings)
+    if compare_search and search == "lahc" and not (out / "stage1_random.json").exists():
+        save_json(out / "stage1_random.json", random_baseline(pruned, data, budgets, base,
+                                                              s1["search"]["evaluations"], fitness, seed, out,
+                                                              progress))
+    bar.update(1)
+    s2 = cached_record(out / "stage2.json", lambda: stage2(pruned, data, get_activations(pruned), budgets, base,
+                                                           seed, out, "stage2", progress, storage), timings)
+    bar.update(1)
+    sf = cached_record(out / "safs.json", lambda: safs(pruned, data, s1["activations"], budgets, base, seed, out,
+                                                       progress, storage), timings)
+    bar.update(1)
+    bar.close()
+    timings["total"] = sum(timings.values())
+    results = {
+        "config": config,
+        "test_accuracy": {"dense": dense_record["test_accuracy"], "magnitude_pruning": mp_rec["test_accuracy"],
+                          "stage1": s1["test_accuracy"], "stage2": s2["test_accuracy"], "safs": sf["test_accuracy"]},
+        "activations": {"stage1": s1["activations"], "safs": sf["activations"]},
+        "alpha_beta": {"stage2": s2["alpha_beta"], "safs": sf["alpha_beta"]},
+        "sparsity": {"overall": sf["sparsity"]["overall"],
+                     "per_layer": {k: v for k, v in sf["sparsity"].items() if k != "overall"}},
+        "seconds": timings,
+        "data": {"source": data.source, "signature": data.signature},
+        "kit": KIT_VERSION,
+        "environment": {k: environment()[k] for k in ("python", "torch", "device", "threads")},
+    }
+    save_json(out / "results.json", results)
+    return results
+
+
 def _speed_key() -> dict:
     """Mixed precision / channels-last change rounding: key cached runs on them (only when on)."""
     opts = current_cuda_options()
     return {"cuda_options": asdict(opts)} if (opts.amp or opts.channels_last) else {}
 
 
-def _weights_fingerprint(model: nn.Module) -> str:
-    import hashlib
-
+def weights_fingerprint(model: nn.Module) -> str:
+    """A short hash of a model's state dict (weights, operators, masks) and prunable-layer choice."""
     h = hashlib.sha1()
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())

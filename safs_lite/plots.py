@@ -1,4 +1,4 @@
-"""Plotting helpers shared by the notebooks: training, pruning, search, activation scales, HPO.
+"""Every static figure of the kit: training, pruning, the search, activation scales, HPO, Table 1, the sweep, the operators.
 
 Every plot function returns its matplotlib `Figure` and, given `path`, also
 saves it as a small PNG (dpi 110, tight bounding box) for the `figures/` folder:
@@ -14,13 +14,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
-from torch import nn
 
-from .activations import ACTIVATIONS
-from .pruning import effective_weight, prunable_layers
+from .activations import ACTIVATIONS, SEARCH_SPACE
+from .operators import operator_curves, operator_names
+from .results import (COLUMNS, HEADERS, LABELS, PAPER_SETTING, PAPER_TABLE1, alpha_beta_frame, table1_frame,
+                      with_gain)
 
 DPI = 110
 
@@ -158,32 +160,6 @@ def plot_accuracy_vs_sparsity(df: pd.DataFrame, x: str = "sparsity", y: str = "t
     fig.tight_layout()
     save_figure(fig, path)
     return fig
-
-
-def sparsity_table(model: nn.Module) -> pd.DataFrame:
-    """One row per prunable layer: its weights, how many are kept (nonzero), and its sparsity.
-
-    Pruned layers are read as `weight_orig * weight_mask` (as `sparsity_report`
-    does), so the table is right even before the next forward pass.
-
-    Args:
-        model: a dense or pruned model.
-
-    Returns:
-        DataFrame with columns layer, weights, kept, sparsity (fraction zero).
-
-    Example:
-        >>> from safs_lite import build_model, prune_model
-        >>> sparsity_table(prune_model(build_model("lenet5"), 0.99))["kept"].tolist()
-        [2, 24, 307, 101, 8]
-    """
-    rows = []
-    for name, m in prunable_layers(model).items():
-        w = effective_weight(m)
-        kept = int((w != 0).sum())
-        rows.append({"layer": name, "weights": w.numel(), "kept": kept,
-                     "sparsity": 1.0 - kept / w.numel()})
-    return pd.DataFrame(rows, columns=["layer", "weights", "kept", "sparsity"])
 
 
 # ---------------------------------------------------------------- stage 1 search and stage 2 HPO
@@ -533,6 +509,205 @@ def plot_param_importance(study, title: str | None = None, seed: int = 0,
         ax.set_xlabel("importance (fANOVA share of the objective's variance)")
         ax.grid(alpha=0.3, axis="x")
     ax.set_title(title or f"parameter importance ({len(complete)} complete trials)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
+
+
+# ---------------------------------------------------------------- the reproduction: Table 1 and the sweep
+
+
+def plot_table1_bars(results: dict[int, dict], paper: dict | None = None,
+                     path: str | os.PathLike | None = None) -> Figure:
+    """Table 1 as bars: mean over seeds with one-standard-deviation error bars, each seed a dot, the paper a diamond."""
+    df = table1_frame(results)
+    stats = df.groupby("column", sort=False)["test_accuracy"].agg(["mean", "std", "count"]).reindex(COLUMNS)
+    x = np.arange(len(COLUMNS))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
+    colors = ["0.6", "tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:olive"]
+    ax.bar(x, stats["mean"], yerr=stats["std"].fillna(0), capsize=5, color=colors, alpha=0.8,
+           edgecolor="black", linewidth=0.6, label=f"this kit: mean ± std over {len(results)} seed(s)")
+    for i, c in enumerate(COLUMNS):
+        vals = df.loc[df["column"] == c, "test_accuracy"].to_numpy()
+        ax.scatter(np.full(len(vals), i) + np.linspace(-0.15, 0.15, len(vals)), vals, s=18, color="black",
+                   zorder=3, label="one seed" if i == 0 else None)
+        ax.text(i, max(stats.loc[c, "mean"], 0) + 2, f"{stats.loc[c, 'mean']:.1f}", ha="center", fontsize=8)
+    if paper:
+        p = with_gain(paper)
+        ax.scatter(x, [p[c] for c in COLUMNS], marker="D", s=55, color="crimson", edgecolor="black", zorder=4,
+                   label="paper (single run, 13-27x the epochs)")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, HEADERS)
+    ax.set_ylabel("test accuracy (%), gain in points")
+    first = next(iter(results.values()))["config"]
+    ax.set_title(f"Table 1: {first['model']} / {first['dataset']}, {100 * first['sparsity']:g}% {first['pruning']} "
+                 f"sparsity, preset {first['preset']}", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(frameon=False, fontsize=8, loc="upper right")
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
+
+
+def plot_alpha_beta(results: dict[int, dict], path: str | os.PathLike | None = None) -> Figure:
+    """Learned alpha and beta per layer: one dot per seed, stage 2 (ReLU) and SAFS side by side; 1 = initial."""
+    import seaborn as sns
+
+    df = alpha_beta_frame(results)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
+    for ax, key, what in zip(axes, ("alpha", "beta"), ("output scale", "input scale")):
+        ax.axhline(1.0, color="0.5", ls=":", lw=1)
+        sns.stripplot(data=df, x="layer", y=key, hue="stage", dodge=True, size=7, jitter=False, ax=ax,
+                      edgecolor="black", linewidth=0.5)
+        ax.set_title(f"learned {key} ({what}); dotted: initial 1", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
+
+
+def plot_found_activations(results: dict[int, dict], path: str | os.PathLike | None = None,
+                           x_max: float = 4.0) -> Figure:
+    """The activation each SAFS run ended with, alpha * op(beta * x), one panel per layer, one line per seed."""
+    layers = list(next(iter(results.values()))["activations"]["safs"])
+    x = np.linspace(-x_max, x_max, 201)
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.0 * len(layers), 3.0), sharey=False, squeeze=False)
+    for ax, layer in zip(axes[0], layers):
+        ax.plot(x, np.maximum(x, 0), color="0.6", ls=":", lw=1.2, label="relu (dense)")
+        for i, (seed, res) in enumerate(results.items()):
+            op = res["activations"]["safs"][layer]
+            alpha, beta = res["alpha_beta"]["safs"][layer]
+            curve = operator_curves(op, alpha, beta, x=x)
+            ax.plot(curve["x"], curve["f"], color=f"C{i}", lw=1.6,
+                    label=f"s{seed}: {alpha:.2f}·{op}({beta:.2f}x)")
+        ax.set_title(layer, fontsize=10)
+        ax.set_xlabel("x")
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize=6.5, loc="upper left")
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(max(lo, -3 * x_max), min(hi, 3 * x_max))  # symexp grows fast: keep the others readable
+    axes[0][0].set_ylabel("f(x)")
+    fig.suptitle("activation functions found by SAFS, with their learned scales", fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
+
+
+def paper_points(model: str = "lenet5", dataset: str = "mnist") -> list[dict]:
+    """The paper's Table 1 points (99% layer-wise) for the accuracy-versus-sparsity figure."""
+    paper = PAPER_TABLE1.get((model, dataset))
+    if not paper:
+        return []
+    # coloured like the method's line (seaborn's first and second hue)
+    sparsity, pruning = PAPER_SETTING
+    setting = f"{100 * sparsity:g}% {'layer-wise' if pruning == 'layerwise' else pruning}"
+    return [{"label": f"paper: {LABELS[m]} ({setting})", "x": sparsity, "y": paper[m], "marker": marker,
+             "color": color} for m, marker, color in (("magnitude_pruning", "v", "C0"), ("safs", "*", "C1"))]
+
+
+def plot_sweep(table: pd.DataFrame, path: str | os.PathLike | None = None, methods=("magnitude_pruning", "safs")):
+    """The accuracy-versus-sparsity figure of a sweep table: hue = method, line style = pruning."""
+    df = table[table["method"].isin(methods)].copy()
+    if df.empty:
+        raise ValueError(f"the sweep table has no rows for {', '.join(methods)}")
+    df["method"] = df["method"].map(LABELS)
+    df = df.rename(columns={"pruning": "pruning method"})
+    first = df.iloc[0]
+    seeds = df["seed"].nunique()
+    title = (f"{first['model']} / {first['dataset']}, preset {first['preset']}: mean "
+             + ("and one standard deviation " if seeds > 1 else "") + f"over {seeds} seed(s)")
+    return plot_accuracy_vs_sparsity(df, hue="method", style="pruning method", errorbar="sd", path=path,
+                                     reference=paper_points(first["model"], first["dataset"]), title=title)
+
+
+# ---------------------------------------------------------------- the activation operators
+
+
+def _label(name: str) -> str:
+    """Panel title: the operator name, tagged if it is searched or the baseline."""
+    if name in SEARCH_SPACE:
+        return f"{name} (searched)"
+    return f"{name} (baseline)" if name == "relu" else name
+
+
+def draw_curve(ax: Axes, curve: pd.DataFrame, title: str, legend: bool = False) -> None:
+    """Draw f (solid) and f' (dashed) of one operator's curve table on ax."""
+    ax.axhline(0, color="0.8", lw=0.6, zorder=0)
+    ax.axvline(0, color="0.8", lw=0.6, zorder=0)
+    ax.plot(curve["x"], curve["f"], color="C0", lw=1.6, label="f(x)")
+    ax.plot(curve["x"], curve["df"], color="C3", lw=1.2, ls="--", label="f'(x)")
+    ax.set_title(title, fontsize=9, fontweight="bold" if "(searched)" in title else "normal")
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.25)
+    if legend:
+        ax.legend(frameon=False, fontsize=8)
+
+
+def plot_operators(names: str | Sequence[str] | None = None, path: str | os.PathLike | None = None,
+                   ncols: int = 6) -> Figure:
+    """Plot every operator and its derivative on [-5, 5], one small panel each.
+
+    Args:
+        names: one registry name, several, or None for all of ``ACTIVATIONS``
+            (searched operators first, then the baseline relu and the rest).
+        path: PNG file to write (dpi 110), or None.
+        ncols: panels per row.
+
+    Returns:
+        The figure, with exactly one axes per operator; searched operators have
+        "(searched)" in their (bold) title, relu "(baseline)".
+    """
+    names = operator_names(names)
+    curves = operator_curves(names)
+    nrows = -(-len(names) // ncols)
+    ncols = min(ncols, len(names))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 1.6 * nrows + 0.35), squeeze=False)
+    flat = axes.ravel()
+    for ax, name in zip(flat, names):
+        draw_curve(ax, curves[curves["operator"] == name], _label(name))
+    for ax in flat[len(names):]:
+        fig.delaxes(ax)
+    handles, labels = flat[0].get_legend_handles_labels()
+    fig.legend(handles, ["f(x) = op(x)", "f'(x) (autograd)"], loc="upper center", ncol=2,
+               frameon=False, fontsize=9, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    save_figure(fig, path)
+    return fig
+
+
+def plot_scaling(names: str | Sequence[str] = ("tanh", "swish"), alphas: Sequence[float] = (0.5, 1.0, 2.0),
+                 betas: Sequence[float] = (0.5, 1.0, 2.0), path: str | os.PathLike | None = None) -> Figure:
+    """Show how alpha and beta reshape operators: alpha * op(beta * x) for a few values of each.
+
+    Args:
+        names: one registry name or several; one row of panels each.
+        alphas: output scales to draw, with beta = 1 (left column).
+        betas: input scales to draw, with alpha = 1 (right column).
+        path: PNG file to write (dpi 110), or None.
+
+    Returns:
+        The figure: per operator two axes, one line per alpha (left) and per beta (right).
+    """
+    names = operator_names(names)
+    fig, axes = plt.subplots(len(names), 2, figsize=(9, 2.7 * len(names)), sharey="row", squeeze=False)
+    for name, (ax_a, ax_b) in zip(names, axes):
+        for ax, values, which in ((ax_a, alphas, "alpha"), (ax_b, betas, "beta")):
+            ax.axhline(0, color="0.8", lw=0.6, zorder=0)
+            ax.axvline(0, color="0.8", lw=0.6, zorder=0)
+            for i, v in enumerate(values):
+                a, b = (v, 1.0) if which == "alpha" else (1.0, v)
+                c = operator_curves(name, alpha=a, beta=b)
+                ax.plot(c["x"], c["f"], color=plt.cm.viridis(i / max(len(values) - 1, 1) * 0.85),
+                        lw=1.8 if v == 1.0 else 1.3, label=f"{which} = {v:g}")
+            fixed = "beta = 1" if which == "alpha" else "alpha = 1"
+            scale = "output (vertical)" if which == "alpha" else "input (horizontal)"
+            ax.set_title(f"{name}: {which} scales the {scale}; {fixed}", fontsize=9)
+            ax.grid(alpha=0.25)
+            ax.legend(frameon=False, fontsize=8)
+        ax_a.set_ylabel(f"alpha * {name}(beta * x)", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("x")
     fig.tight_layout()
     save_figure(fig, path)
     return fig

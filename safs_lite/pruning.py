@@ -29,6 +29,13 @@ def check_sparsity(sparsity: float) -> float:
     return s
 
 
+def check_pruning(method: str) -> str:
+    """Return `method` if it is a pruning method, else raise ValueError listing the valid ones."""
+    if method not in PRUNING_METHODS:
+        raise ValueError(f"unknown pruning method {method!r}; valid: {', '.join(PRUNING_METHODS)}")
+    return method
+
+
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Layers whose weights magnitude pruning removes: every Conv2d and Linear, by name.
 
@@ -59,9 +66,7 @@ def prune_model(model: nn.Module, sparsity: float, method: str = "layerwise") ->
         >>> int((m.conv1.weight != 0).sum())
         2
     """
-    sparsity = check_sparsity(sparsity)
-    if method not in PRUNING_METHODS:
-        raise ValueError(f"unknown pruning method {method!r}; valid: {', '.join(PRUNING_METHODS)}")
+    sparsity, method = check_sparsity(sparsity), check_pruning(method)
     if is_pruned(model):
         raise ValueError("model is already pruned; prune a dense model (or call export() first)")
     layers = prunable_layers(model)
@@ -92,19 +97,44 @@ def effective_weight(m: nn.Module) -> torch.Tensor:
     return m.weight.detach()
 
 
+def layer_counts(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """(weights, kept) of every prunable layer, read as weight_orig * mask when pruned (right even before
+    the next forward pass)."""
+    counts = {}
+    for name, m in prunable_layers(model).items():
+        w = effective_weight(m)
+        counts[name] = (w.numel(), int((w != 0).sum()))
+    return counts
+
+
 def sparsity_report(model: nn.Module) -> dict[str, float]:
     """Fraction of zero weights per prunable layer and overall.
 
     Returns:
         {"overall": f, "<layer>": f, ...} with fractions in [0, 1].
     """
-    report, zeros, total = {}, 0, 0
-    for name, m in prunable_layers(model).items():
-        w = effective_weight(m)
-        z = int((w == 0).sum())
-        report[name] = z / w.numel()
-        zeros, total = zeros + z, total + w.numel()
-    return {"overall": zeros / max(total, 1), **report}
+    counts = layer_counts(model)
+    total = sum(n for n, _ in counts.values())
+    kept = sum(k for _, k in counts.values())
+    return {"overall": (total - kept) / max(total, 1), **{name: 1 - k / n for name, (n, k) in counts.items()}}
+
+
+def sparsity_table(model: nn.Module):
+    """`sparsity_report` as a table: one row per prunable layer with its weights, how many are kept, its sparsity.
+
+    Example:
+        >>> from safs_lite import build_model
+        >>> sparsity_table(prune_model(build_model("lenet5"), 0.99))["kept"].tolist()
+        [2, 24, 307, 101, 8]
+
+    Returns:
+        A pandas DataFrame with columns layer, weights, kept, sparsity (fraction zero).
+    """
+    import pandas as pd  # here: pruning itself needs only torch
+
+    rows = [{"layer": name, "weights": n, "kept": k, "sparsity": 1.0 - k / n}
+            for name, (n, k) in layer_counts(model).items()]
+    return pd.DataFrame(rows, columns=["layer", "weights", "kept", "sparsity"])
 
 
 def clone(model: nn.Module) -> nn.Module:

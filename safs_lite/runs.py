@@ -1,23 +1,36 @@
-"""Run folders named by their config, atomic result files, and cached training steps.
+"""Run folders: named by their key, checked before reuse, written atomically, and read back.
 
-A run's folder is `<runs>/<kind>-<hash of its config>`; its config, library
-versions and results are saved beside each other, and a finished step is
-loaded instead of recomputed. Writes are atomic (temp file + rename), so an
-interrupted run never leaves a half-written result behind.
+A cached step's folder is `<runs>/<kind>-<hash of its key>`; a SAFS run's is
+`<runs>/safs-<model>-<dataset>-...-<hash of run_key>`. Its key, library
+versions and results are saved beside each other; a folder holding another
+key is never reused. Writes are atomic (temp file + rename), so an
+interrupted run never leaves a half-written result behind. The steps that
+use these folders are in `safs_lite.pipeline`.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from .paths import runs_dir
+from .activations import OPS_VERSION, SEARCH_SPACE
+from .data import load_data, num_classes
+from .models import build_model
+from .paths import data_dir, runs_dir
+from .pruning import clone, load_pruned, prune_model
+from .version import KIT_VERSION
+
+if TYPE_CHECKING:
+    from .config import SAFSConfig
+    from .data import Data
 
 
 def environment() -> dict[str, Any]:
@@ -92,3 +105,135 @@ def load_state(path: str | os.PathLike) -> dict:
     except Exception as err:  # truncated or foreign file
         raise ValueError(f"{path}: corrupt checkpoint ({err.__class__.__name__}); "
                          "delete it to recompute that step") from None
+
+
+# ---------------------------------------------------------------- SAFS run folders
+
+
+def run_key(config: "SAFSConfig | dict", data: "Data | str") -> dict:
+    """Everything that changes a SAFS run's numbers: the config with its budgets and training defaults
+    (`SAFSConfig.full()`, or such a dict for a model of your own), the data's signature, the searched
+    operators and their definitions' version, and the kit's version.
+
+    A run folder holds one key (`config.json`); a folder holding another key is never reused.
+    """
+    signature = data if isinstance(data, str) else data.signature
+    full = config if isinstance(config, dict) else config.full()
+    return {**full, "data": signature, "search_space": list(SEARCH_SPACE),
+            "ops_version": OPS_VERSION, "kit": KIT_VERSION}
+
+
+@functools.lru_cache(maxsize=8)
+def _signature_of(dataset: str, root: str, seed: int) -> str:
+    return load_data(dataset, root=root, seed=seed).signature
+
+
+def default_out(cfg: "SAFSConfig", runs: str | os.PathLike | None = None, data: "Data | str | None" = None,
+                data_root: str | os.PathLike | None = None) -> Path:
+    """The run folder named from its key: <runs>/safs-<model>-<dataset>-<sparsity>-<pruning>-<preset>-s<seed>-<hash>.
+
+    The hash covers `run_key`, data included: the same config on other data (the offline
+    subset, say) gets another folder. Without `data` the dataset is loaded from `data_root`
+    (default $SAFS_DATA) to read its signature (once per process).
+    """
+    if data is None:
+        data = _signature_of(cfg.dataset, str(data_dir(data_root)), cfg.seed)
+    return runs_dir(runs) / f"{run_prefix(cfg.full())}-{config_hash(run_key(cfg, data))}"
+
+
+def run_prefix(full: dict) -> str:
+    """The readable start of a run folder's name: safs-<model>-<dataset>-<sparsity>-<pruning>-<preset>-s<seed>."""
+    return (f"safs-{full['model']}-{full['dataset']}-{full['sparsity']:g}-{full['pruning']}-{full['preset']}"
+            f"-s{full['seed']}")
+
+
+def key_diff(old: dict, new: dict, limit: int = 3) -> str:
+    """The fields where two keys differ, as "field: old -> new" (nested fields dotted), at most `limit`."""
+    diffs = []
+
+    def walk(a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in list(a) + [k for k in b if k not in a]:
+                walk(a.get(k, "(absent)"), b.get(k, "(absent)"), f"{path}.{k}" if path else k)
+        elif a != b:
+            diffs.append(f"{path}: {a!r} -> {b!r}")
+
+    walk(old, new, "")
+    more = f" (+{len(diffs) - limit} more)" if len(diffs) > limit else ""
+    return "; ".join(diffs[:limit]) + more
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"--out {out}: not writable ({err.strerror or err})") from None
+
+
+def prepare_out(out: Path, key: dict, explicit: bool) -> None:
+    """Create the run folder, or check that the one there holds this key; note older runs of this config."""
+    cfg_file = out / "config.json"
+    if cfg_file.exists():
+        saved = load_json(cfg_file)
+        old = saved.get("config") if isinstance(saved, dict) else None
+        if old != key:
+            diff = key_diff(old, key) if isinstance(old, dict) else "no readable key"
+            hint = "use another --out or delete it" if explicit else "delete it"
+            raise ValueError(f"{out} holds a run with another key ({diff}); {hint}")
+    elif not explicit and out.parent.is_dir():
+        # Same setting made with other data, operators or kit version: say what differs, in one line.
+        for other in sorted(out.parent.glob(out.name.rsplit("-", 1)[0] + "-*"), key=lambda p: p.stat().st_mtime):
+            try:
+                old = load_json(other / "config.json")["config"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            print(f"safs_lite: {other.name} holds this setting with another key ({key_diff(old, key)}); "
+                  f"not reused, computing {out.name}", file=sys.stderr)
+            break
+    check_writable(out)
+    if not cfg_file.exists():
+        save_json(cfg_file, {"config": key, "environment": environment()})
+
+
+def cached_record(path: Path, fn: Callable[[], dict], timings: dict) -> dict:
+    """Run `fn` once: its record is saved as `path` (<out>/<stage>.json) and loaded on a rerun;
+    its seconds go to timings[<stage>]."""
+    if path.exists():
+        record = load_json(path)
+        if not isinstance(record, dict) or "test_accuracy" not in record:
+            raise ValueError(f"{path}: corrupt stage record; delete it to recompute that stage")
+    else:
+        t0 = time.perf_counter()
+        record = fn()
+        record["seconds"] = time.perf_counter() - t0
+        save_json(path, record)
+    timings[path.stem] = record["seconds"]
+    return record
+
+
+def load_safs_model(out: str | os.PathLike, stage: str = "safs", model: torch.nn.Module | None = None
+                    ) -> torch.nn.Module:
+    """Rebuild a finished run's pruned model of one stage ("stage1", "stage2" or "safs").
+
+    Args:
+        out: the run folder.
+        stage: which stage's checkpoint.
+        model: for a run of a network of your own (`safs_lite.search`), an instance of that
+            network (any weights: the checkpoint's replace them); built-in models are rebuilt by name.
+    """
+    out = Path(out)
+    full = load_json(out / "config.json")["config"]
+    if model is None:
+        if full.get("own_model"):
+            raise ValueError(f"{out} is a run of a network of your own ({full['model']!r}); pass an instance of "
+                             "it: load_safs_model(out, model=...)")
+        model = build_model(full["model"], num_classes=num_classes(full["dataset"]))
+    else:
+        from .searchable import make_searchable  # the sites the run searched, named as it named them
+
+        model = make_searchable(clone(model))
+    prune_model(model, 0.0)  # attach masks; the saved ones overwrite them
+    return load_pruned(model, load_state(out / f"{stage}.pt"))

@@ -1,287 +1,51 @@
-"""The SAFS pipeline end to end: the five numbers of the paper's Table 1 for one setting.
+"""The two ways into the SAFS pipeline: `run_safs` for a built-in model by name, `search` for a network of your own.
 
-    dense -> prune -> magnitude pruning (fine-tuned)          [baseline]
-                   -> stage 1: LAHC over per-layer operators  [stage1]
-                   -> stage 2: relu + learned alpha/beta, HPO  [stage2]
-                   -> stage 1 operators + stage 2              [safs]
+Both resolve what they are given into objects (model, data, budgets, training
+defaults), key and create the run folder (`safs_lite.runs`), and call the one
+pipeline (`safs_lite.pipeline.run`), so a built-in model and yours go through
+the same code and write the same results.json.
 
-Every search and HPO decision uses the validation split; the test split is
-read only for the reported numbers. Each stage's result is saved in the run
-folder as soon as it is done, and the LAHC history and the Optuna study are
-saved as they go, so an interrupted run resumes where it stopped.
+    >>> from safs_lite import SAFSConfig, run_safs
+    >>> results = run_safs(SAFSConfig(sparsity=0.99, preset="smoke"))   # doctest: +SKIP
+    >>> from safs_lite import Data, search
+    >>> found = search(my_model, Data.from_tensors((x, y), (x_test, y_test)), sparsity=0.9)  # doctest: +SKIP
+    >>> found.model, found.activations, found.results["test_accuracy"]   # doctest: +SKIP
 """
 from __future__ import annotations
 
-import functools
+import copy
 import os
-import sys
-import time
-from dataclasses import asdict, dataclass, replace
+import warnings
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from torch import nn
 
-from .activations import OPS_VERSION, SEARCH_SPACE, get_activations, get_alpha_beta
-from .data import INPUT_SHAPES, Data, check_dataset, load_data, num_classes
-from .fitness import FITNESSES, candidate_fitness, check_fitness
-from .hpo import best_config, tune
-from .models import MODELS, build_model, check_compatible, check_model
-from .paths import data_dir, runs_dir
-from .pipeline import magnitude_pruning, train_dense
-from .pruning import PRUNING_METHODS, check_sparsity, clone, load_pruned, prune_model, sparsity_report
-from .runs import config_hash, cpu_state, environment, load_json, load_state, save_json, save_state
-from .search import MOVES, SearchConfig, lahc, random_search
-from .train import TrainConfig, cuda_options, evaluate, finetune_with
-from .version import KIT_VERSION
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Budgets of one SAFS run (epochs are passes over the training split or its subset)."""
-
-    dense_epochs: int            # dense training (paper: 200)
-    finetune_epochs: int         # magnitude-pruning fine-tune and every final retraining (paper: 200)
-    candidate_epochs: int        # one stage-1 candidate evaluation (paper: 80)
-    candidate_subset: int | None  # training images per candidate epoch (None: all)
-    lahc_steps: int              # LAHC moves (paper: 20)
-    lahc_history: int            # LAHC history length L (paper: 3)
-    hpo_trials: int              # Optuna trials per stage-2 study (paper: 20, SMAC)
-    trial_epochs: int            # one HPO trial (paper: 80)
-    trial_subset: int | None     # training images per trial epoch (None: all)
-    candidate_lr: float | None = None  # a candidate's learning rate (None: the model's default)
-
-
-# Where the epochs go (benchmarks/fidelity.py and the README's "Ranking fidelity" say why): a stage-1
-# candidate is one epoch at lr 1e-2, scored by validation accuracy with the loss breaking ties, which
-# ranks operator vectors like a 30-epoch fine-tune (Spearman rho in the README) at a tenth of the
-# old 3-epoch cost. The epochs saved buy more LAHC steps, more HPO trials (successive halving stops
-# most of them after one epoch) and longer final retrains, the same length for every method.
-PRESETS: dict[str, Preset] = {
-    # The whole pipeline in well under 3 minutes on 2 cores (tests use it).
-    "smoke": Preset(dense_epochs=3, finetune_epochs=2, candidate_epochs=1, candidate_subset=1000,
-                    lahc_steps=4, lahc_history=3, hpo_trials=3, trial_epochs=2, trial_subset=1000,
-                    candidate_lr=1e-2),
-    # `make demo`: the whole pipeline in about 2 minutes on 2 cores, dense training included.
-    # Dense training is the cpu preset's (15 epochs), so the demo's dense network is shared.
-    "demo": Preset(dense_epochs=15, finetune_epochs=3, candidate_epochs=1, candidate_subset=5000,
-                   lahc_steps=7, lahc_history=3, hpo_trials=6, trial_epochs=3, trial_subset=5000,
-                   candidate_lr=1e-2),
-    # The benchmark setting: at most 30 minutes per seed on 2 cores with full MNIST.
-    "cpu": Preset(dense_epochs=15, finetune_epochs=30, candidate_epochs=1, candidate_subset=None,
-                  lahc_steps=40, lahc_history=3, hpo_trials=20, trial_epochs=5, trial_subset=None,
-                  candidate_lr=1e-2),
-    # The accuracy-versus-sparsity study (12 settings x seeds): about 2-3 minutes per run on 1 core.
-    # Dense training is the cpu preset's (15 epochs), so its cached dense networks are reused.
-    "sweep": Preset(dense_epochs=15, finetune_epochs=5, candidate_epochs=1, candidate_subset=10000,
-                    lahc_steps=8, lahc_history=3, hpo_trials=6, trial_epochs=3, trial_subset=10000,
-                    candidate_lr=1e-2),
-    # The reference code's budgets (SAFS_METHOD.md section 5): for a GPU. Candidates keep the
-    # reference's hyperparameters (candidate_lr None): at 80 epochs the default LR has time to learn.
-    "paper": Preset(dense_epochs=200, finetune_epochs=200, candidate_epochs=80, candidate_subset=None,
-                    lahc_steps=20, lahc_history=3, hpo_trials=20, trial_epochs=80, trial_subset=None),
-}
-
-# The demo's setting (sparsity, pruning), where SAFS's effect shows at the demo's budget.
-DEMO_SETTING = (0.98, "global")
-
-# The paper's Table 1 (99% layer-wise sparsity): shown next to ours when the setting matches.
-PAPER_TABLE1 = {
-    ("lenet5", "mnist"): {"dense": 98.49, "magnitude_pruning": 46.69, "stage1": 61.63, "stage2": 60.20,
-                          "safs": 62.22},
-    ("vgg16", "cifar10"): {"dense": 86.76, "magnitude_pruning": 70.32, "stage1": 78.11, "stage2": 80.97,
-                           "safs": 79.20},
-    ("resnet18", "cifar10"): {"dense": 89.86, "magnitude_pruning": 77.55, "stage1": 79.34, "stage2": 82.74,
-                              "safs": 83.88},
-    ("efficientnet_b0", "imagenet16"): {"dense": 18.41, "magnitude_pruning": 10.96, "stage1": 11.84,
-                                        "stage2": 11.70, "safs": 12.50},
-}
-
-# Budgets for one model only, (model, preset name) -> Preset, replacing PRESETS[name] for that model.
-# Empty: the reference gives every Table 1 row the same budgets (SAFS_METHOD.md section 5), and the
-# smoke preset runs each bigger model on tiny data in seconds. Example of an entry:
-#     ("vgg16", "cpu"): replace(PRESETS["cpu"], dense_epochs=5, candidate_subset=2000, trial_subset=2000)
-MODEL_PRESETS: dict[tuple[str, str], Preset] = {}
-
-# Per-model training defaults (SAFS_METHOD.md section 5). Momentum 0.9 and weight decay 5e-4 are the
-# reference's defaults for every SGD model. The step scheduler halves the LR ten times over a run
-# (every 20 epochs of 200, as the reference's VGG schedule).
-TRAIN_DEFAULTS: dict[str, TrainConfig] = {
-    "lenet5": TrainConfig(optimizer="adam", lr=1e-3, momentum=0.9, beta2=0.99, weight_decay=5e-4,
-                          scheduler="constant", batch_size=256),
-    "vgg16": TrainConfig(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4, scheduler="step",
-                         batch_size=256),
-    "resnet18": TrainConfig(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4, scheduler="plateau",
-                            batch_size=256),
-    "efficientnet_b0": TrainConfig(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4,
-                                   scheduler="cosine_warm", batch_size=256),
-}
-
-STAGES = ("dense", "magnitude_pruning", "stage1", "stage2", "safs")
-
-
-def check_preset(name: str) -> Preset:
-    """The preset called `name`, or ValueError listing the valid ones."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    return PRESETS[name]
-
-
-@dataclass(frozen=True)
-class SAFSConfig:
-    """One SAFS run: what to prune, how hard, with which budget and seed."""
-
-    model: str = "lenet5"
-    dataset: str = "mnist"
-    sparsity: float = 0.99
-    pruning: str = "layerwise"   # "layerwise" (paper) or "global"
-    preset: str = "smoke"
-    seed: int = 0
-    search: str = "lahc"         # "lahc" (paper) or "random" (baseline at the same evaluation count)
-    move: str = "reference"      # LAHC move: "reference" (mutate one layer, then swap two) or "one_layer"
-    fitness: str = "acc_tiebreak"  # stage-1 score of a candidate (fitness.FITNESSES); the reference's: "val_acc"
-    amp: bool = False            # CUDA only: mixed precision (bf16, or fp16 + GradScaler)
-    channels_last: bool = False  # CUDA only: NHWC memory format
-
-    def validate(self) -> "SAFSConfig":
-        """Raise ValueError (one line, listing valid values) on any bad field."""
-        check_model(self.model), check_dataset(self.dataset), check_sparsity(self.sparsity)
-        check_preset(self.preset)
-        if self.pruning not in PRUNING_METHODS:
-            raise ValueError(f"unknown pruning method {self.pruning!r}; valid: {', '.join(PRUNING_METHODS)}")
-        if self.search not in ("lahc", "random"):
-            raise ValueError(f"unknown search {self.search!r}; valid: lahc, random")
-        if self.move not in MOVES:
-            raise ValueError(f"unknown move {self.move!r}; valid: {', '.join(MOVES)}")
-        check_fitness(self.fitness)
-        # A mismatch (1-channel MNIST into VGG-16, 16x16 ImageNet-16 into VGG-16) fails here, before any
-        # data is read or model trained; the model class states its input, no instance is needed.
-        check_compatible(MODELS[self.model][0], INPUT_SHAPES[self.dataset], self.model)
-        return self
-
-    def budgets(self) -> Preset:
-        """The preset's budgets for this model (MODEL_PRESETS overrides PRESETS)."""
-        return MODEL_PRESETS.get((self.model, self.preset), PRESETS[self.preset])
-
-    def full(self) -> dict:
-        """Every setting used: this config plus the preset's budgets and training defaults.
-
-        amp and channels_last appear only when on, so runs saved before they
-        existed keep their folder names (the hash of this dict).
-        """
-        cfg = {k: v for k, v in asdict(self).items() if k not in ("amp", "channels_last") or v}
-        return {**cfg, "budgets": asdict(self.budgets()), "train_defaults": asdict(TRAIN_DEFAULTS[self.model])}
-
-
-def run_key(config: SAFSConfig, data: "Data | str") -> dict:
-    """Everything that changes a SAFS run's numbers: the config with its budgets and training defaults,
-    the data's signature, the searched operators and their definitions' version, and the kit's version.
-
-    A run folder holds one key (`config.json`); a folder holding another key is never reused.
-    """
-    signature = data if isinstance(data, str) else data.signature
-    return {**config.full(), "data": signature, "search_space": list(SEARCH_SPACE),
-            "ops_version": OPS_VERSION, "kit": KIT_VERSION}
-
-
-@functools.lru_cache(maxsize=8)
-def _signature_of(dataset: str, root: str, seed: int) -> str:
-    return load_data(dataset, root=root, seed=seed).signature
-
-
-def default_out(cfg: SAFSConfig, runs: str | os.PathLike | None = None, data: "Data | str | None" = None,
-                data_root: str | os.PathLike | None = None) -> Path:
-    """The run folder named from its key: <runs>/safs-<model>-<dataset>-<sparsity>-<pruning>-<preset>-s<seed>-<hash>.
-
-    The hash covers `run_key`, data included: the same config on other data (the offline
-    subset, say) gets another folder. Without `data` the dataset is loaded from `data_root`
-    (default $SAFS_DATA) to read its signature (once per process).
-    """
-    if data is None:
-        data = _signature_of(cfg.dataset, str(data_dir(data_root)), cfg.seed)
-    return runs_dir(runs) / f"{_prefix(cfg)}-{config_hash(run_key(cfg, data))}"
-
-
-def _prefix(cfg: SAFSConfig) -> str:
-    return f"safs-{cfg.model}-{cfg.dataset}-{cfg.sparsity:g}-{cfg.pruning}-{cfg.preset}-s{cfg.seed}"
-
-
-def key_diff(old: dict, new: dict, limit: int = 3) -> str:
-    """The fields where two keys differ, as "field: old -> new" (nested fields dotted), at most `limit`."""
-    diffs = []
-
-    def walk(a, b, path):
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in list(a) + [k for k in b if k not in a]:
-                walk(a.get(k, "(absent)"), b.get(k, "(absent)"), f"{path}.{k}" if path else k)
-        elif a != b:
-            diffs.append(f"{path}: {a!r} -> {b!r}")
-
-    walk(old, new, "")
-    more = f" (+{len(diffs) - limit} more)" if len(diffs) > limit else ""
-    return "; ".join(diffs[:limit]) + more
-
-
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"--out {out}: not writable ({err.strerror or err})") from None
-
-
-def _prepare_out(out: Path, key: dict, explicit: bool) -> None:
-    """Create the run folder, or check that the one there holds this key; note older runs of this config."""
-    cfg_file = out / "config.json"
-    if cfg_file.exists():
-        saved = load_json(cfg_file)
-        old = saved.get("config") if isinstance(saved, dict) else None
-        if old != key:
-            diff = key_diff(old, key) if isinstance(old, dict) else "no readable key"
-            hint = "use another --out or delete it" if explicit else "delete it"
-            raise ValueError(f"{out} holds a run with another key ({diff}); {hint}")
-    elif not explicit and out.parent.is_dir():
-        # Same setting made with other data, operators or kit version: say what differs, in one line.
-        for other in sorted(out.parent.glob(out.name.rsplit("-", 1)[0] + "-*"), key=lambda p: p.stat().st_mtime):
-            try:
-                old = load_json(other / "config.json")["config"]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            print(f"safs_lite: {other.name} holds this setting with another key ({key_diff(old, key)}); "
-                  f"not reused, computing {out.name}", file=sys.stderr)
-            break
-    _check_writable(out)
-    if not cfg_file.exists():
-        save_json(cfg_file, {"config": key, "environment": environment()})
-
-
-def _stage(out: Path, name: str, fn, timings: dict) -> dict:
-    """Run `fn` once: its record is saved as <out>/<name>.json and loaded on a rerun."""
-    path = out / f"{name}.json"
-    if path.exists():
-        record = load_json(path)
-        if not isinstance(record, dict) or "test_accuracy" not in record:
-            raise ValueError(f"{path}: corrupt stage record; delete it to recompute that stage")
-    else:
-        t0 = time.perf_counter()
-        record = fn()
-        record["seconds"] = time.perf_counter() - t0
-        save_json(path, record)
-    timings[name] = record["seconds"]
-    return record
+from .activations import activation_sites, get_activations, get_alpha_beta
+from .config import DEFAULT_TRAIN, TRAIN_DEFAULTS, SAFSConfig, check_preset
+from .data import Data, load_data
+from .fitness import check_fitness
+from .lahc import check_move, check_search
+from .pipeline import dense, run, stage2_study, train_dense, weights_fingerprint
+from .pruning import check_pruning, check_sparsity, clone, is_pruned, prune_model
+from .runs import (check_writable, config_hash, default_out, key_diff, load_json, load_safs_model, prepare_out,
+                   run_key, run_prefix, runs_dir)
+from .searchable import make_searchable
+from .storage import check_storage, this_worker, workers_of
+from .training import TrainConfig, cuda_options, evaluate
 
 
 def run_safs(config: SAFSConfig = SAFSConfig(), out: str | os.PathLike | None = None,
              data_root: str | os.PathLike | None = None, runs: str | os.PathLike | None = None,
-             progress: bool = True, device: str = "cpu", compare_search: bool = False) -> dict:
-    """Run the whole SAFS pipeline for one setting and return (and save) its results.
+             progress: bool = True, device: str = "cpu", compare_search: bool = False,
+             storage: str | None = None) -> dict:
+    """Run the whole SAFS pipeline for one built-in setting and return (and save) its results.
 
     Args:
         config: model, dataset, sparsity, pruning, preset, seed, search strategy,
             and (CUDA only) amp / channels_last.
-        out: the run folder (default: named from the config under the runs folder);
+        out: the run folder (default: named from the run's key under the runs folder);
             `results.json` and every stage's record and checkpoint go there.
         data_root: data folder (default $SAFS_DATA, else <repo>/data).
         runs: runs folder for the shared dense / magnitude-pruning caches.
@@ -292,126 +56,219 @@ def run_safs(config: SAFSConfig = SAFSConfig(), out: str | os.PathLike | None = 
             `<out>/stage1_random_search.csv`, summary in `stage1_random.json`); the
             reported numbers do not depend on it. Off by default (it costs about
             one more stage 1 search).
+        storage: an Optuna storage URL for the stage-2 studies, shared with other processes
+            (`hpo_worker`; `safs_lite.storage` lists the forms); default: <out>/<stage>_hpo/study.db.
+            Not part of the run's key: it moves no number.
 
     Returns:
         The results dict written to `<out>/results.json` (keys: config,
-        test_accuracy, activations, alpha_beta, sparsity, seconds, environment).
+        test_accuracy, activations, alpha_beta, sparsity, seconds, data, kit, environment).
     """
     config.validate()
+    if storage is not None:
+        check_storage(storage)
     if (config.amp or config.channels_last) and not str(device).startswith("cuda"):
         raise ValueError(f"--amp and --channels-last need a CUDA device (--device cuda); this run is on {device}")
-    with cuda_options(config.amp, config.channels_last):
-        return _run_safs(config, out, data_root, runs, progress, device, compare_search)
-
-
-def _run_safs(config: SAFSConfig, out: str | os.PathLike | None, data_root: str | os.PathLike | None,
-              runs: str | os.PathLike | None, progress: bool, device: str, compare_search: bool = False) -> dict:
-    """`run_safs` without the argument checks, inside its `cuda_options` block."""
-    preset, full = config.budgets(), config.full()
     if out is not None:
-        _check_writable(Path(out))  # a bad --out fails before any data is read
-    data = load_data(config.dataset, root=data_root, seed=config.seed)
-    key = run_key(config, data)
+        check_writable(Path(out))  # a bad --out fails before any data is read
+    with cuda_options(config.amp, config.channels_last):
+        data = load_data(config.dataset, root=data_root, seed=config.seed)
+        explicit = out is not None
+        out = Path(out) if explicit else default_out(config, runs, data=data)
+        prepare_out(out, run_key(config, data), explicit)
+        if device != "cpu":
+            data = data.to(device)
+        budgets, base = config.budgets(), replace(TRAIN_DEFAULTS[config.model], seed=config.seed)
+        dense_model, dense_rec = train_dense(config.model, data, replace(base, epochs=budgets.dense_epochs),
+                                             runs=runs, progress=progress, device=device)
+        return run(dense_model, dense_rec, data, config.sparsity, config.pruning, budgets, base, out,
+                   config.full(), config.fitness, config.search, config.move, config.seed, runs, progress,
+                   compare_search, dense_key=dense_rec["config"], storage=storage)
+
+
+def hpo_worker(run_dir: str | os.PathLike, storage: str | None = None, stages=("stage2", "safs"),
+               data_root: str | os.PathLike | None = None, runs: str | os.PathLike | None = None,
+               device: str = "cpu", progress: bool = True) -> dict[str, dict]:
+    """Add trials to a run's stage-2 studies (`python -m safs_lite hpo-worker RUN_DIR`) until each has its budget.
+
+    Start it on any process or machine that sees the run folder and the storage, while the run
+    (`run_safs(..., storage=...)`) works: the workers and the run share each study's trial
+    budget, and the run retrains with the best trial once the study has finished. A study whose
+    stage record exists is skipped; SAFS's study needs stage 1's operators (<run>/stage1.json).
+
+    Args:
+        run_dir: the run folder (its config.json names the run).
+        storage: the run's storage URL (default: the run's own SQLite files, for processes on its machine).
+        stages: the studies to serve, in order: "stage2" and/or "safs".
+        data_root: data folder (default $SAFS_DATA); the data must be the run's (its signature is checked).
+        runs: the runs folder holding the dense network's cache (default: the run folder's parent).
+        device: "cpu" or "cuda".
+        progress: progress bars.
+
+    Returns:
+        stage -> {"trials": finished trials of the study, "mine": those this process ran,
+        "status": "finished", "already done" or "waiting for stage 1"}.
+    """
+    run_dir = Path(run_dir)
+    if storage is not None:
+        check_storage(storage)
+    for name in stages:
+        if name not in ("stage2", "safs"):
+            raise ValueError(f"unknown stage {name!r}; valid: stage2, safs")
+    if not (run_dir / "config.json").exists():
+        raise ValueError(f"{run_dir}: not a run folder (no config.json); give the folder `run` writes")
+    key = load_json(run_dir / "config.json")["config"]
+    if key.get("own_model"):
+        raise ValueError(f"{run_dir} is a run of a network of your own; hpo-worker serves runs of built-in models")
+    cfg = SAFSConfig(**{f.name: key[f.name] for f in fields(SAFSConfig) if f.name in key}).validate()
+    with cuda_options(cfg.amp, cfg.channels_last):
+        data = load_data(cfg.dataset, root=data_root, seed=cfg.seed)
+        if run_key(cfg, data) != key:
+            raise ValueError(f"{run_dir} holds a run with another key ({key_diff(key, run_key(cfg, data))}); "
+                             "give the run's data (--data) and kit version")
+        if device != "cpu":
+            data = data.to(device)
+        budgets, base = cfg.budgets(), replace(TRAIN_DEFAULTS[cfg.model], seed=cfg.seed)
+        dense_model, _ = train_dense(cfg.model, data, replace(base, epochs=budgets.dense_epochs),
+                                     runs=run_dir.parent if runs is None else runs, progress=progress, device=device)
+        pruned = prune_model(clone(dense_model), cfg.sparsity, cfg.pruning)
+        report = {}
+        for name in stages:
+            if (run_dir / f"{name}.json").exists():
+                report[name] = {"status": "already done"}
+                continue
+            if name == "safs" and not (run_dir / "stage1.json").exists():
+                report[name] = {"status": "waiting for stage 1"}
+                continue
+            ops = get_activations(pruned) if name == "stage2" else load_json(run_dir / "stage1.json")["activations"]
+            study = stage2_study(pruned, data, ops, budgets, base, cfg.seed, run_dir / f"{name}_hpo", name, storage,
+                                 progress)
+            report[name] = {"status": "finished", "trials": budgets.hpo_trials,
+                            "mine": workers_of(study).get(this_worker(), 0)}
+    return report
+
+
+@dataclass
+class SAFSResult:
+    """What `search` found: the final sparse model, its results (as results.json) and its run folder."""
+
+    model: nn.Module          # the SAFS model: pruned (masks attached), found operators, learned scales
+    results: dict             # the same dict as the run folder's results.json
+    out: Path                 # the run folder
+
+    @property
+    def activations(self) -> dict[str, str]:
+        """Site -> operator of the final model."""
+        return get_activations(self.model)
+
+    @property
+    def alpha_beta(self) -> dict[str, tuple[float, float]]:
+        """Site -> (alpha, beta) of the final model."""
+        return get_alpha_beta(self.model)
+
+    @property
+    def test_accuracy(self) -> dict[str, float]:
+        """Table 1's five test accuracies (%) of this run."""
+        return self.results["test_accuracy"]
+
+
+def search(model: nn.Module, data: Data, sparsity: float = 0.9, pruning: str = "global", preset: str = "cpu",
+           out: str | os.PathLike | None = None, train: TrainConfig | None = None, train_dense: bool = False,
+           seed: int = 0, fitness: str = SAFSConfig.fitness, method: str = "lahc", move: str = "reference",
+           name: str | None = None, runs: str | os.PathLike | None = None, progress: bool = True,
+           device: str = "cpu") -> SAFSResult:
+    """SAFS on a network of your own: prune it, search its activations, learn their scales; return the result.
+
+    The network's activations become SAFS sites (`make_searchable`; module activations and, where
+    the model traces, functional calls), each starting from its own operator. Then the same
+    pipeline as `run_safs`: magnitude pruning (the baseline), stage 1, stage 2 and SAFS, in a
+    resumable run folder keyed on the network's weights, the data and every setting.
+
+    Args:
+        model: any `nn.Module` classifier returning logits (N, num_classes); left untouched.
+        data: your data (`Data.from_tensors`, `Data.from_datasets`) or a built-in dataset (`load_data`).
+        sparsity: fraction of the prunable (Conv2d, Linear) weights removed, in [0, 1).
+        pruning: "global" (default here: layers of very different sizes) or "layerwise" (the paper's).
+        preset: the budgets (`safs_lite.config.PRESETS`; "demo" and "cpu" run on a laptop).
+        out: the run folder (default: <runs>/safs-<name>-<data>-...-<hash>).
+        train: training defaults every budget is applied to (default `config.DEFAULT_TRAIN`:
+            Adam, lr 1e-3, batch 256).
+        train_dense: train the network first (the preset's dense epochs); by default it is
+            taken as already trained and pruned as it is.
+        seed: seeds pruning ties, the search, the studies and all training.
+        fitness, method, move: stage 1's score, search ("lahc" or "random") and LAHC move.
+        name: the network's name in folder names and results (default: its class name).
+        runs: runs folder (default $SAFS_RUNS, else <repo>/runs).
+        progress: progress bars.
+        device: "cpu" or "cuda".
+
+    Returns:
+        A `SAFSResult`: `.model` (the final sparse model), `.results` (written to
+        <out>/results.json), `.activations`, `.alpha_beta`, `.test_accuracy`, `.out`.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(data, Data):
+        raise ValueError(f"data must be a safs_lite.Data (Data.from_tensors, Data.from_datasets or load_data), "
+                         f"got {type(data).__name__}")
+    sparsity, budgets = check_sparsity(sparsity), check_preset(preset)
+    check_pruning(pruning), check_fitness(fitness), check_search(method), check_move(move)
+    if is_pruned(model):
+        raise ValueError("model is already pruned; give the dense network (search prunes it)")
+    base = replace(train or DEFAULT_TRAIN, seed=seed)
+    model = make_searchable(copy.deepcopy(model))
+    activation_sites(model)  # no activation to search: a one-line error naming make_searchable
+    model.to(device).eval()
+    _check_outputs(model, data, device)
+    name = name or type(model).__name__
+    full = {"model": name, "dataset": data.name, "sparsity": sparsity, "pruning": pruning, "preset": preset,
+            "seed": seed, "search": method, "move": move, "fitness": fitness, "budgets": asdict(budgets),
+            "train_defaults": asdict(base), "train_dense": train_dense, "weights": weights_fingerprint(model),
+            "own_model": True}
+    key = run_key(full, data)
     explicit = out is not None
-    out = Path(out) if explicit else default_out(config, runs, data=data)
-    _prepare_out(out, key, explicit)
+    out = Path(out) if explicit else runs_dir(runs) / f"{run_prefix(full)}-{config_hash(key)}"
+    prepare_out(out, key, explicit)
     if device != "cpu":
         data = data.to(device)
-    base = replace(TRAIN_DEFAULTS[config.model], seed=config.seed)
-    timings: dict[str, float] = {}
-    bar = tqdm(total=len(STAGES), desc=f"SAFS {config.model} {config.sparsity:g}", disable=not progress)
-
-    # Dense and magnitude pruning: shared caches (a sweep reuses the dense net across sparsities).
-    # Seconds are what each stage cost when it was computed (also when loaded from the cache).
-    dense, dense_rec = train_dense(config.model, data, replace(base, epochs=preset.dense_epochs), runs=runs,
-                                   progress=progress, device=device)
-    timings["dense"] = dense_rec["seconds"]
-    bar.update(1)
-    ft = replace(base, epochs=preset.finetune_epochs)
-    _, mp_rec = magnitude_pruning(dense, data, config.sparsity, config.pruning, ft, runs=runs,
-                                  progress=progress, key=dense_rec["config"])
-    timings["magnitude_pruning"] = mp_rec["seconds"]
-    bar.update(1)
-    pruned = prune_model(clone(dense), config.sparsity, config.pruning)  # the checkpoint every stage starts from
-    sites = list(get_activations(pruned))
-    relu = {s: MODELS[config.model][1] for s in sites}
-
-    def final(ops: dict, cfg: TrainConfig, learn_scales: bool, name: str) -> dict:
-        model, history = finetune_with(pruned, data, ops, cfg, learn_scales=learn_scales, progress=progress,
-                                       desc=f"{name} retrain")
-        save_state(out / f"{name}.pt", cpu_state(model))
-        return {"activations": get_activations(model),
-                "alpha_beta": {k: list(v) for k, v in get_alpha_beta(model).items()},
-                "val_accuracy": evaluate(model, data, "val")["accuracy"],
-                "test_accuracy": evaluate(model, data, "test")["accuracy"],
-                "sparsity": sparsity_report(model), "train": asdict(cfg), "history": history}
-
-    cand = replace(base, epochs=preset.candidate_epochs, train_subset=preset.candidate_subset,
-                   lr=preset.candidate_lr or base.lr)
-    fitness = candidate_fitness(pruned, data, cand, config.fitness)  # a short fine-tune, alpha = beta = 1
-
-    def stage1() -> dict:
-        csv = out / "stage1_search.csv"
-        if config.search == "lahc":
-            sc = SearchConfig(steps=preset.lahc_steps, history=preset.lahc_history, move=config.move,
-                              seed=config.seed)
-            result = lahc(fitness, sites, SEARCH_SPACE, sc, csv_path=csv, progress=progress)
-        else:  # same number of evaluations as LAHC's steps + 1 would normally make
-            result = random_search(fitness, sites, SEARCH_SPACE, preset.lahc_steps + 1, seed=config.seed,
-                                   csv_path=csv, progress=progress)
-        rec = final(result.best, ft, False, "stage1")
-        rec.update(search={"method": config.search, "fitness": config.fitness, "best_val_fitness": result.best_fitness,
-                           "evaluations": result.evaluations, "history_csv": csv.name})
-        return rec
-
-    def stage2_for(ops: dict, name: str) -> dict:
-        trial = replace(base, epochs=preset.trial_epochs, train_subset=preset.trial_subset)
-        study = tune(pruned, data, ops, trial, preset.hpo_trials, out / f"{name}_hpo", seed=config.seed,
-                     progress=progress)
-        rec = final(ops, best_config(study, ft), True, name)
-        rec["hpo"] = {"best_params": study.best_trial.params, "best_val": study.best_value,
-                      "trials": len(study.trials), "storage": f"{name}_hpo/study.db"}
-        return rec
-
-    s1 = _stage(out, "stage1", stage1, timings)
-    if compare_search and config.search == "lahc" and not (out / "stage1_random.json").exists():
-        # The equal-budget baseline: as many distinct evaluations as LAHC made, same fitness.
-        t0 = time.perf_counter()
-        rnd = random_search(fitness, sites, SEARCH_SPACE, s1["search"]["evaluations"], seed=config.seed,
-                            csv_path=out / "stage1_random_search.csv", progress=progress)
-        save_json(out / "stage1_random.json",
-                  {"best": rnd.best, "best_val_fitness": rnd.best_fitness, "evaluations": rnd.evaluations,
-                   "history_csv": "stage1_random_search.csv", "seconds": time.perf_counter() - t0})
-    bar.update(1)
-    s2 = _stage(out, "stage2", lambda: stage2_for(relu, "stage2"), timings)
-    bar.update(1)
-    sf = _stage(out, "safs", lambda: stage2_for(s1["activations"], "safs"), timings)
-    bar.update(1)
-    bar.close()
-
-    timings["total"] = sum(timings.values())
-    results = {
-        "config": full,
-        "test_accuracy": {"dense": dense_rec["test_accuracy"], "magnitude_pruning": mp_rec["test_accuracy"],
-                          "stage1": s1["test_accuracy"], "stage2": s2["test_accuracy"],
-                          "safs": sf["test_accuracy"]},
-        "activations": {"stage1": s1["activations"], "safs": sf["activations"]},
-        "alpha_beta": {"stage2": s2["alpha_beta"], "safs": sf["alpha_beta"]},
-        "sparsity": {"overall": sf["sparsity"]["overall"],
-                     "per_layer": {k: v for k, v in sf["sparsity"].items() if k != "overall"}},
-        "seconds": timings,
-        "data": {"source": data.source, "signature": data.signature},
-        "kit": KIT_VERSION,
-        "environment": {k: environment()[k] for k in ("python", "torch", "device", "threads")},
-    }
-    save_json(out / "results.json", results)
-    return results
+    if train_dense:
+        model, dense_rec = dense(model, data, replace(base, epochs=budgets.dense_epochs), runs, progress, device,
+                                 desc=f"dense {name}")
+    else:
+        dense_rec = {"test_accuracy": evaluate(model, data, "test")["accuracy"],
+                     "val_accuracy": evaluate(model, data, "val")["accuracy"], "seconds": 0.0}
+    results = run(model, dense_rec, data, sparsity, pruning, budgets, base, out, full, fitness, method, move, seed,
+                  runs, progress)
+    return SAFSResult(load_safs_model(out, "safs", model=model), results, out)
 
 
-def load_safs_model(out: str | os.PathLike, stage: str = "safs") -> torch.nn.Module:
-    """Rebuild a finished run's pruned model of one stage ("stage1", "stage2" or "safs")."""
-    out = Path(out)
-    full = load_json(out / "config.json")["config"]
-    model = build_model(full["model"], num_classes=num_classes(full["dataset"]))
-    prune_model(model, 0.0)  # attach masks; the saved ones overwrite them
-    return load_pruned(model, load_state(out / f"{stage}.pt"))
+def _check_outputs(model: nn.Module, data: Data, device: str) -> None:
+    """One validation batch through the model: logits of shape (N, data.num_classes), or a one-line error."""
+    x, _ = next(data.batches("val", batch_size=2))
+    try:
+        with torch.no_grad():
+            y = model(x.to(device))
+    except Exception as err:  # any failure here is a model/data mismatch to name
+        raise ValueError(f"the model cannot take this data's inputs of shape {tuple(x.shape[1:])} "
+                         f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    if not torch.is_tensor(y) or y.shape != (x.shape[0], data.num_classes):
+        shape = tuple(y.shape) if torch.is_tensor(y) else type(y).__name__
+        raise ValueError(f"the model returned {shape} for a batch of {x.shape[0]}; SAFS needs logits of shape "
+                         f"(N, {data.num_classes}) for the data's {data.num_classes} classes")
+
+
+# Names that moved out of this module: they still work from here, with a warning naming their home.
+_MOVED = {"PRESETS": "config", "Preset": "config", "MODEL_PRESETS": "config", "TRAIN_DEFAULTS": "config",
+          "DEMO_SETTING": "config", "check_preset": "config", "PAPER_TABLE1": "results", "STAGES": "results",
+          "default_out": "runs", "run_key": "runs", "key_diff": "runs"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+
+        home = _MOVED[name]
+        warnings.warn(f"safs_lite.safs.{name} moved to safs_lite.{home}.{'METHODS' if name == 'STAGES' else name}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(f"safs_lite.{home}"), "METHODS" if name == "STAGES" else name)
+    raise AttributeError(f"module 'safs_lite.safs' has no attribute {name!r}")

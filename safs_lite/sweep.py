@@ -3,9 +3,10 @@
     python -m safs_lite sweep --seeds 0 1 2
 
 One SAFS run per (sparsity, pruning method, seed), each in its own folder named
-from its config (`safs.default_out`), so finished runs are reused and an
-interrupted sweep resumes. The results go to a tidy CSV, one row per run and
-method (`figures/accuracy_vs_sparsity.csv`, rewritten after every run), and
+from its key (`runs.default_out`), so finished runs are reused and an
+interrupted sweep resumes; `--workers N` runs N at once, `--scheduler ADDRESS` on a
+Dask cluster (`safs_lite.cluster`). The results go to a tidy CSV, one row per run and
+method in the grid's order (`figures/accuracy_vs_sparsity.csv`, rewritten after every run), and
 the figure `figures/accuracy_vs_sparsity.png`: mean and a band of one standard
 deviation over seeds, with the paper's 99% layer-wise points marked.
 """
@@ -15,18 +16,21 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from .cluster import check_workers, run_all
+from .config import SAFSConfig
 from .paths import figures_dir
+from .plots import plot_sweep
+from .pruning import PRUNING_METHODS
+from .results import METHODS as TABLE1_METHODS
 from .runs import load_json
-from .safs import PAPER_TABLE1, SAFSConfig, default_out, run_safs
+from .storage import check_storage
 
 # From 90% up: below it every method stayed within 0.3 points of the dense network in the kit's first
 # sweep (README, "History of this reproduction"); add 0.5 0.7 with --sparsities to see it again.
 SPARSITIES = (0.9, 0.95, 0.98, 0.99)
-PRUNINGS = ("layerwise", "global")
-METHODS = ("magnitude_pruning", "stage1", "stage2", "safs")  # the CSV's methods; the figure shows MP and SAFS
-LABELS = {"magnitude_pruning": "magnitude pruning", "stage1": "stage 1", "stage2": "stage 2", "safs": "SAFS"}
+PRUNINGS = PRUNING_METHODS
+METHODS = TABLE1_METHODS[1:]  # the CSV's methods (all but dense); the figure shows MP and SAFS
 CSV_COLUMNS = ["model", "dataset", "preset", "sparsity", "pruning", "seed", "method", "test_accuracy",
                "val_accuracy", "seconds", "run"]
 
@@ -60,7 +64,8 @@ def result_rows(res: dict, out: str | os.PathLike) -> list[dict]:
 def sweep(preset: str = "sweep", seeds=(0, 1, 2), sparsities=SPARSITIES, prunings=PRUNINGS,
           model: str = "lenet5", dataset: str = "mnist", data_root: str | os.PathLike | None = None,
           runs: str | os.PathLike | None = None, figures: str | os.PathLike | None = None,
-          progress: bool = True, device: str = "cpu") -> pd.DataFrame:
+          progress: bool = True, device: str = "cpu", workers: int | None = None, scheduler: str | None = None,
+          storage: str | None = None) -> pd.DataFrame:
     """Run (or reuse) every run of the sweep; write the tidy CSV and the figure.
 
     Args:
@@ -71,48 +76,30 @@ def sweep(preset: str = "sweep", seeds=(0, 1, 2), sparsities=SPARSITIES, pruning
             $SAFS_FIGURES, else under the repository).
         progress: progress bars.
         device: "cpu" or "cuda".
+        workers: run on a LocalCluster of this many single-threaded processes.
+        scheduler: run on the Dask cluster at this address (shared data and runs folders).
+        storage: an Optuna storage URL for every run's stage-2 studies (`safs_lite.storage`).
 
     Returns:
         The tidy table written to `<figures>/accuracy_vs_sparsity.csv` (columns CSV_COLUMNS).
     """
     configs = sweep_configs(preset, seeds, sparsities, prunings, model, dataset)
+    check_workers(workers, scheduler)
+    if storage is not None:
+        check_storage(storage)
     out_dir = figures_dir(figures)
-    rows: list[dict] = []
-    for cfg in tqdm(configs, desc=f"sweep ({len(configs)} runs)", disable=not progress):
-        out = default_out(cfg, runs, data_root=data_root)
-        res = run_safs(cfg, out=out, data_root=data_root, runs=runs, progress=progress, device=device)
-        rows += result_rows(res, out)
-        table = pd.DataFrame(rows, columns=CSV_COLUMNS)
-        table.to_csv(out_dir / "accuracy_vs_sparsity.csv", index=False)  # after every run: nothing is lost
+    rows: dict[int, list[dict]] = {}
+
+    def write(i: int, res: dict, out: Path) -> None:  # after every run, in the grid's order: nothing is lost
+        rows[i] = result_rows(res, out)
+        table = pd.DataFrame([r for k in sorted(rows) for r in rows[k]], columns=CSV_COLUMNS)
+        table.to_csv(out_dir / "accuracy_vs_sparsity.csv", index=False)
+
+    run_all(configs, workers, scheduler, data_root=data_root, runs=runs, device=device, progress=progress,
+            storage=storage, on_result=write, desc="sweep")
+    table = pd.DataFrame([r for k in sorted(rows) for r in rows[k]], columns=CSV_COLUMNS)
     plot_sweep(table, path=out_dir / "accuracy_vs_sparsity.png")
     return table
-
-
-def paper_points(model: str = "lenet5", dataset: str = "mnist") -> list[dict]:
-    """The paper's Table 1 points (99% layer-wise) for the accuracy-versus-sparsity figure."""
-    paper = PAPER_TABLE1.get((model, dataset))
-    if not paper:
-        return []
-    # coloured like the method's line (seaborn's first and second hue)
-    return [{"label": f"paper: {LABELS[m]} (99% layer-wise)", "x": 0.99, "y": paper[m], "marker": marker,
-             "color": color} for m, marker, color in (("magnitude_pruning", "v", "C0"), ("safs", "*", "C1"))]
-
-
-def plot_sweep(table: pd.DataFrame, path: str | os.PathLike | None = None, methods=("magnitude_pruning", "safs")):
-    """The accuracy-versus-sparsity figure of a sweep table: hue = method, line style = pruning."""
-    from .plots import plot_accuracy_vs_sparsity
-
-    df = table[table["method"].isin(methods)].copy()
-    if df.empty:
-        raise ValueError(f"the sweep table has no rows for {', '.join(methods)}")
-    df["method"] = df["method"].map(LABELS)
-    df = df.rename(columns={"pruning": "pruning method"})
-    first = df.iloc[0]
-    seeds = df["seed"].nunique()
-    title = (f"{first['model']} / {first['dataset']}, preset {first['preset']}: mean "
-             + ("and one standard deviation " if seeds > 1 else "") + f"over {seeds} seed(s)")
-    return plot_accuracy_vs_sparsity(df, hue="method", style="pruning method", errorbar="sd", path=path,
-                                     reference=paper_points(first["model"], first["dataset"]), title=title)
 
 
 def load_sweep(path: str | os.PathLike) -> pd.DataFrame:

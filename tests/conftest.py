@@ -1,6 +1,11 @@
 """Fixtures shared by the test modules (the repo-root conftest.py sets up folders and the Agg backend)."""
 import matplotlib.pyplot as plt
 import pytest
+import torch
+
+import safs_lite.fitness
+import safs_lite.hpo
+from safs_lite.data import Data
 
 
 @pytest.fixture(autouse=True)
@@ -8,3 +13,40 @@ def _close_figures():
     """Close every figure a test opened, so figures do not pile up across tests."""
     yield
     plt.close("all")
+
+
+@pytest.fixture
+def split_reads(monkeypatch):
+    """Every split a batch is cut from, as (split, inside a decision): a stage-1 candidate's or a
+    stage-2 trial's fine-tune counts as a decision (the test split must never be read there)."""
+    reads, inside = [], []
+    real_batches = Data.batches
+
+    def spy(self, split, *args, **kwargs):
+        reads.append((split, bool(inside)))
+        return real_batches(self, split, *args, **kwargs)
+
+    def deciding(module):
+        real = module.finetune_with
+
+        def wrapper(*args, **kwargs):
+            inside.append(1)
+            try:
+                return real(*args, **kwargs)
+            finally:
+                inside.pop()
+        monkeypatch.setattr(module, "finetune_with", wrapper)
+
+    monkeypatch.setattr(Data, "batches", spy)
+    deciding(safs_lite.fitness)  # stage-1 candidates
+    deciding(safs_lite.hpo)      # stage-2 trials
+    return reads
+
+
+@pytest.fixture
+def one_thread():
+    """This process computes with one thread, as worker processes do (the same numbers in both)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

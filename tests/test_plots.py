@@ -9,9 +9,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from safs_lite import build_model, prune_model, sparsity_report  # noqa: E402
-from safs_lite.plots import (plot_accuracy_vs_sparsity, plot_confusion, plot_history,  # noqa: E402
-                             sparsity_table)
+from safs_lite import build_model, prune_model, sparsity_report, sparsity_table  # noqa: E402
+from safs_lite.plots import plot_accuracy_vs_sparsity, plot_confusion, plot_history  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -12,8 +12,10 @@ from safs_lite.cli import main as cli_main
 from safs_lite.fitness import candidate_fitness
 from safs_lite.pruning import clone, masks
 from safs_lite.runs import load_state
-from safs_lite.safs import SAFSConfig, default_out, key_diff, run_key, run_safs
-from safs_lite.train import NonFiniteLossError, TrainConfig, train
+from safs_lite.config import SAFSConfig
+from safs_lite.runs import default_out, key_diff, run_key
+from safs_lite.safs import run_safs
+from safs_lite.training import NonFiniteLossError, TrainConfig, train
 from safs_lite.version import KIT_VERSION
 
 CFG = SAFSConfig(preset="smoke", seed=4, sparsity=0.9)
@@ -169,7 +171,7 @@ def test_missing_checkpoints_and_data_fallbacks_say_why(tmp_path, capfd):
 
 
 def test_deterministic_mode_runs_and_repeats(data):
-    from safs_lite.train import set_deterministic
+    from safs_lite.training import set_deterministic
 
     cfg = TrainConfig(epochs=1, train_subset=1024, seed=5)
     set_deterministic(True)

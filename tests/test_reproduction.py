@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from safs_lite.figures import (alpha_beta_frame, find_runs, plot_found_activations, plot_table1_bars,
-                               table1_frame)
-from safs_lite.reproduce import COLUMNS, load_table
-from safs_lite.search import read_history
-from safs_lite.sweep import CSV_COLUMNS, load_sweep, plot_sweep
+from safs_lite.figures import find_runs
+from safs_lite.plots import plot_found_activations, plot_sweep, plot_table1_bars
+from safs_lite.results import COLUMNS, alpha_beta_frame, load_table, table1_frame
+from safs_lite.searchlog import read_history
+from safs_lite.sweep import CSV_COLUMNS, load_sweep
 
 FIGURES = ["table1_bars.png", "operators_found.png", "alpha_beta_learned.png", "activations_found.png",
            "lahc_trajectory_s0.png", "lahc_trajectory_s1.png", "lahc_vs_random.png"]

@@ -9,10 +9,10 @@ import torch
 
 import safs_lite.fitness
 import safs_lite.hpo
-import safs_lite.safs
+import safs_lite.config
 from safs_lite import SEARCH_SPACE, build_model, load_data, prune_model, train_dense
 from safs_lite.pruning import masks, prunable_layers
-from safs_lite.safs import PRESETS, SAFSConfig, load_safs_model, run_safs
+from safs_lite import PRESETS, SAFSConfig, load_safs_model, run_safs
 
 SITES = ["conv1", "conv2", "fc1", "fc2"]
 REAL_FINETUNE = safs_lite.hpo.finetune_with
@@ -86,7 +86,7 @@ def test_pruned_weights_stay_zero_through_search_and_hpo(smoke_run):
     """Pruned weights stay exactly zero through stage 1, stage 2 and SAFS, at the magnitude-pruning positions."""
     out, _ = smoke_run
     data = load_data("mnist", quiet=True, seed=0)
-    cfg = safs_lite.safs.TRAIN_DEFAULTS["lenet5"]
+    cfg = safs_lite.config.TRAIN_DEFAULTS["lenet5"]
     from dataclasses import replace
     dense, _ = train_dense("lenet5", data, replace(cfg, epochs=PRESETS["smoke"].dense_epochs, seed=0),
                            progress=False)
@@ -198,31 +198,9 @@ def test_operator_vectors_are_validated():
         safs_lite.set_activations(model, ["tanh", "elu"])  # 2 operators for 4 sites
 
 
-def test_search_and_hpo_never_read_the_test_split(tmp_path, monkeypatch):
+def test_search_and_hpo_never_read_the_test_split(tmp_path, split_reads):
     """Every stage-1 candidate and stage-2 trial reads train and val only; test is read for reports."""
-    from safs_lite.data import Data
-
-    reads, inside = [], []
-    real_batches = Data.batches
-
-    def spy(self, split, *args, **kwargs):
-        reads.append((split, bool(inside)))
-        return real_batches(self, split, *args, **kwargs)
-
-    def deciding(module):
-        real = module.finetune_with
-
-        def wrapper(*args, **kwargs):
-            inside.append(1)
-            try:
-                return real(*args, **kwargs)
-            finally:
-                inside.pop()
-        monkeypatch.setattr(module, "finetune_with", wrapper)
-
-    monkeypatch.setattr(Data, "batches", spy)
-    deciding(safs_lite.fitness)  # stage-1 candidates
-    deciding(safs_lite.hpo)      # stage-2 trials
+    reads = split_reads
     run_safs(SAFSConfig(preset="smoke", seed=3, sparsity=0.9), out=tmp_path / "run", progress=False)
     assert any(inside for _, inside in reads) and {s for s, i in reads if i} == {"train", "val"}
     # outside the decisions, test is read once per reported number: dense, MP (before and after), 3 stages

@@ -6,8 +6,8 @@ import torch
 
 from safs_lite import TrainConfig, build_model, load_data, prune_model
 from safs_lite.fitness import FITNESSES, candidate_fitness, check_fitness, score, tiebreak_score
-from safs_lite.search import SearchConfig, lahc
-from safs_lite.train import SCHEDULERS, RunSchedule
+from safs_lite.lahc import SearchConfig, lahc
+from safs_lite.training import SCHEDULERS, RunSchedule
 
 
 def lrs(name, epochs, steps_per_epoch=12, losses=None, lr=0.1):

@@ -1,20 +1,12 @@
-"""Tests of safs_lite.search: LAHC, random search, the cache and CSV resume (toy objectives, no torch)."""
+"""Tests of safs_lite.lahc and safs_lite.searchlog: LAHC, random search, the cache and CSV resume (toy objectives, no torch)."""
 
 import random
 
 import pytest
 
-from safs_lite import search
-from safs_lite.search import (
-    MOVES,
-    SearchConfig,
-    format_vector,
-    lahc,
-    lahc_accepts,
-    parse_vector,
-    random_search,
-    read_history,
-)
+from safs_lite import searchlog
+from safs_lite.lahc import MOVES, SearchConfig, lahc, lahc_accepts, random_search
+from safs_lite.searchlog import format_vector, parse_vector, read_history
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2", "fc3"]
 OPS = ["relu6", "tanh", "elu", "gelu", "symlog"]
@@ -229,7 +221,7 @@ def test_random_search_matches_lahc_budget():
 def test_csv_round_trip(tmp_path):
     path = tmp_path / "run" / "lahc.csv"
     result = quiet_lahc(n_tanh, config=SearchConfig(steps=10), csv_path=path)
-    assert path.read_text().splitlines()[0] == ",".join(search.CSV_COLUMNS)
+    assert path.read_text().splitlines()[0] == ",".join(searchlog.CSV_COLUMNS)
     assert read_history(path) == result.history
     assert parse_vector(format_vector(result.best)) == result.best
 

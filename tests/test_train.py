@@ -8,7 +8,7 @@ from safs_lite import (TrainConfig, build_model, evaluate, load_data, magnitude_
                        sparsity_report, train, train_dense)
 from safs_lite.activations import set_trainable_scales
 from safs_lite.models import check_compatible
-from safs_lite.train import make_optimizer
+from safs_lite.training import make_optimizer
 
 
 @pytest.fixture(scope="module")

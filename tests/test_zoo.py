@@ -13,7 +13,9 @@ from torch import nn
 from safs_lite import Activation, build_model, get_activations, prune_model, set_activations, sparsity_report
 from safs_lite.models import check_compatible
 from safs_lite.pruning import prunable_layers
-from safs_lite.safs import PAPER_TABLE1, PRESETS, SAFSConfig, default_out, load_safs_model, run_safs
+from safs_lite import PRESETS, SAFSConfig, load_safs_model, run_safs
+from safs_lite.results import PAPER_TABLE1
+from safs_lite.runs import default_out
 from test_data_formats import write_cifar10, write_imagenet16
 
 RESNET_SITES = ["stem"] + [f"layer{s}_{b}_{ab}" for s in range(1, 5) for b in range(2) for ab in "ab"]
@@ -247,7 +249,7 @@ def test_mixed_precision_and_channels_last_loop(tiny_root, monkeypatch):
 
     from safs_lite import TrainConfig, evaluate, train
 
-    train_mod = importlib.import_module("safs_lite.train")  # the module; safs_lite.train is the function
+    train_mod = importlib.import_module("safs_lite.training")  # the module; safs_lite.train is the function
 
     monkeypatch.setattr(train_mod, "_cuda_setup", lambda device: (
         lambda: torch.autocast("cpu", dtype=torch.bfloat16), torch.channels_last, torch.bfloat16))

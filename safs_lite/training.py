@@ -14,7 +14,7 @@ import math
 import random
 import time
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch

@@ -1,28 +1,20 @@
-"""Stage 1 of SAFS: search per-layer activation operators with Late Acceptance Hill Climbing.
+"""Stage 1's searches over per-layer operators: Late Acceptance Hill Climbing, and random search as its baseline.
 
 The objective is any callable ``vector -> fitness`` (fitness is maximised), so the
 search can be shown on a toy objective before it drives fine-tuning runs. Random
 search with the same evaluation budget is the baseline. Both searches cache
 evaluated vectors, append one CSV row per step as they go, and resume from that
-CSV without re-evaluating finished steps. No torch here on purpose.
+CSV without re-evaluating finished steps (`safs_lite.searchlog`). No torch here on purpose.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tqdm.auto import tqdm
-
-Vector = dict[str, str]  # layer name -> operator name, e.g. {"conv1": "tanh"}
-Objective = Callable[[Vector], float]
-
-CSV_COLUMNS = ("step", "vector", "fitness", "accepted", "best_fitness", "cached", "seconds")
+from .searchlog import Objective, SearchLog, SearchResult, Vector
 
 
 @dataclass(frozen=True)
@@ -33,16 +25,6 @@ class SearchConfig:
     history: int = 3  # LAHC history length L (paper: 3)
     move: str = "reference"  # "reference" (set one layer, then swap two) or "one_layer"
     seed: int = 0
-
-
-@dataclass
-class SearchResult:
-    """Outcome of a search: the best vector and one history row per step."""
-
-    best: Vector  # layer -> op of the best vector seen
-    best_fitness: float
-    history: list[dict]  # one row per step, keys CSV_COLUMNS, parsed types
-    evaluations: int  # distinct vectors evaluated (objective calls, summed over resumed sessions)
 
 
 # ---------------------------------------------------------------- the two rules
@@ -93,9 +75,14 @@ def get_move(name: str) -> Callable[[Vector, Sequence[str], Sequence[str], rando
     Returns:
         ``move(vector, layers, ops, rng) -> new vector``; the input is not modified.
     """
+    return MOVES[check_move(name)]
+
+
+def check_move(name: str) -> str:
+    """Return `name` if it is a known move, else raise ValueError listing the valid ones."""
     if name not in MOVES:
         raise ValueError(f"unknown move {name!r}; valid moves: {', '.join(sorted(MOVES))}")
-    return MOVES[name]
+    return name
 
 
 # ---------------------------------------------------------------- the searches
@@ -154,7 +141,7 @@ def lahc(
     else:
         current = _checked_vector(init, layers, ops)
 
-    with _Log(objective, layers, csv_path, total=config.steps + 1, progress=progress) as log:
+    with SearchLog(objective, layers, csv_path, total=config.steps + 1, progress=progress) as log:
         current_fitness = log.evaluate(0, current)
         log.record(accepted=True)
         late = [current_fitness] * config.history  # late[k % L]: current fitness recorded at step k - L
@@ -205,7 +192,7 @@ def random_search(
     rng = random.Random(seed)
     space = len(ops) ** len(layers)
     seen: set[tuple[str, ...]] = set()
-    with _Log(objective, layers, csv_path, total=min(evaluations, space), progress=progress) as log:
+    with SearchLog(objective, layers, csv_path, total=min(evaluations, space), progress=progress) as log:
         for step in range(evaluations):
             vector = _sample_unseen(layers, ops, rng, seen, space)
             if vector is None:
@@ -228,190 +215,6 @@ def _sample_unseen(
             seen.add(key)
             return vector
     return None
-
-
-# ---------------------------------------------------------------- history file
-
-
-def format_vector(vector: Vector) -> str:
-    """Compact text form of a vector, e.g. ``"conv1=tanh;conv2=elu"`` (round-trips with parse_vector)."""
-    return ";".join(f"{layer}={op}" for layer, op in vector.items())
-
-
-def parse_vector(text: str) -> Vector:
-    """Inverse of format_vector.
-
-    Args:
-        text: e.g. ``"conv1=tanh;conv2=elu"``.
-
-    Returns:
-        The vector as an ordered dict, e.g. ``{"conv1": "tanh", "conv2": "elu"}``.
-    """
-    pairs = [item.split("=") for item in text.split(";")]
-    if not text or any(len(pair) != 2 or not all(pair) for pair in pairs):
-        raise ValueError(f"not a vector string: {text!r}")
-    return {layer: op for layer, op in pairs}
-
-
-def read_history(csv_path: str | Path) -> list[dict]:
-    """Load a search history CSV with parsed types (vector as a dict, bools, floats).
-
-    An unterminated last line (a write cut off by a kill) is ignored.
-
-    Args:
-        csv_path: file written by lahc or random_search.
-
-    Returns:
-        One dict per step with the keys of CSV_COLUMNS.
-    """
-    return _read_rows(Path(csv_path))[0]
-
-
-def _read_rows(path: Path) -> tuple[list[dict], int]:
-    """Parse the complete rows of a history file; also return the byte length they span."""
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]  # drop a partial last line
-    lines = complete.decode("utf-8").splitlines()
-    if not lines:
-        return [], len(complete)
-    reader = csv.reader(lines)
-    if tuple(next(reader)) != CSV_COLUMNS:
-        raise ValueError(f"{path}: not a search history file (header must be {','.join(CSV_COLUMNS)})")
-    rows = []
-    for number, fields in enumerate(reader, start=2):
-        try:
-            row = _parse_row(fields)
-        except ValueError as error:
-            raise ValueError(f"{path}: unparseable row on line {number} ({error})") from None
-        if row["step"] != len(rows):
-            raise ValueError(f"{path}: line {number} has step {row['step']}, expected {len(rows)}")
-        rows.append(row)
-    return rows, len(complete)
-
-
-def _parse_bool(text: str) -> bool:
-    if text not in ("True", "False"):
-        raise ValueError(f"not a bool: {text!r}")
-    return text == "True"
-
-
-def _parse_row(fields: list[str]) -> dict:
-    if len(fields) != len(CSV_COLUMNS):
-        raise ValueError(f"{len(fields)} fields, expected {len(CSV_COLUMNS)}")
-    step, vector, fitness, accepted, best_fitness, cached, seconds = fields
-    return {
-        "step": int(step),
-        "vector": parse_vector(vector),
-        "fitness": float(fitness),
-        "accepted": _parse_bool(accepted),
-        "best_fitness": float(best_fitness),
-        "cached": _parse_bool(cached),
-        "seconds": float(seconds),
-    }
-
-
-# ---------------------------------------------------------------- bookkeeping
-
-
-class _Log:
-    """Cache, best-so-far, history rows and the CSV file shared by both searches.
-
-    A search calls ``evaluate(step, vector)`` then ``record(accepted)`` once per
-    step. Steps already in the CSV are replayed: their vector must match the
-    file's, their fitness comes from the file, and nothing is written.
-    """
-
-    def __init__(self, objective: Objective, layers: Sequence[str], csv_path, total: int, progress: bool):
-        self.objective = objective
-        self.layers = list(layers)
-        self.path = Path(csv_path) if csv_path is not None else None
-        self.done: list[dict] = []  # rows from an earlier session
-        self.cache: dict[tuple[str, ...], float] = {}  # ops tuple -> fitness, preloaded from the CSV
-        self.seen: set[tuple[str, ...]] = set()  # vectors of the steps done so far, for the `cached` column
-        self.rows: list[dict] = []
-        self.best: Vector | None = None
-        self.best_fitness = -math.inf
-        self.pending: dict | None = None
-        self.file = None
-        if self.path is not None and self.path.exists():
-            self.done, size = _read_rows(self.path)
-            for row in self.done:
-                if list(row["vector"]) != self.layers:
-                    self._mismatch(row["step"])
-                self.cache.setdefault(tuple(row["vector"].values()), row["fitness"])
-            if size != self.path.stat().st_size:  # drop a partial last line before appending
-                with open(self.path, "r+b") as file:
-                    file.truncate(size)
-        self.bar = tqdm(total=total, disable=not progress, desc="search")
-
-    def __enter__(self) -> _Log:
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            new = not self.path.exists() or self.path.stat().st_size == 0
-            self.file = open(self.path, "a", newline="", encoding="utf-8")
-            self.writer = csv.writer(self.file, lineterminator="\n")
-            if new:
-                self.writer.writerow(CSV_COLUMNS)
-                self.file.flush()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.file is not None:
-            self.file.close()
-        self.bar.close()
-
-    def _mismatch(self, step: int) -> None:
-        raise ValueError(
-            f"{self.path}: step {step} differs from this search, so the history file belongs to "
-            "a different search (other seed, config, layers or ops); use another folder or delete it"
-        )
-
-    def evaluate(self, step: int, vector: Vector) -> float:
-        """Fitness of ``vector`` at ``step``: from the cache if seen, else one objective call."""
-        key = tuple(vector[layer] for layer in self.layers)
-        if step < len(self.done) and self.done[step]["vector"] != vector:
-            self._mismatch(step)
-        cached = key in self.seen
-        seconds = 0.0
-        if key not in self.cache:  # never evaluated, in this session or one recorded in the CSV
-            start = time.perf_counter()
-            fitness = float(self.objective(dict(vector)))  # a copy: the objective may not alter our state
-            seconds = time.perf_counter() - start
-            if math.isnan(fitness):
-                raise ValueError(f"objective returned NaN for {format_vector(vector)}")
-            self.cache[key] = fitness
-        self.seen.add(key)
-        self.pending = {"step": step, "vector": dict(vector), "fitness": self.cache[key], "cached": cached,
-                        "seconds": seconds}
-        return self.cache[key]
-
-    def record(self, accepted: bool) -> None:
-        """Finish the row of the last evaluated step: update the best, append and flush."""
-        row = self.pending
-        if self.best is None or row["fitness"] > self.best_fitness:
-            self.best, self.best_fitness = row["vector"], row["fitness"]
-        row = {"step": row["step"], "vector": row["vector"], "fitness": row["fitness"], "accepted": bool(accepted),
-               "best_fitness": self.best_fitness, "cached": row["cached"], "seconds": row["seconds"]}
-        if row["step"] < len(self.done):
-            old = self.done[row["step"]]
-            if any(old[key] != row[key] for key in ("fitness", "accepted", "best_fitness", "cached")):
-                self._mismatch(row["step"])
-            row = old  # keep the timing measured when it really ran
-        elif self.file is not None:
-            text = {**row, "vector": format_vector(row["vector"])}
-            self.writer.writerow([text[key] for key in CSV_COLUMNS])
-            self.file.flush()
-        self.rows.append(row)
-        self.bar.update(1)
-        self.bar.set_postfix(best=self.best_fitness)
-
-    def result(self) -> SearchResult:
-        return SearchResult(
-            best=dict(self.best),
-            best_fitness=self.best_fitness,
-            history=self.rows,
-            evaluations=sum(not row["cached"] for row in self.rows),
-        )
 
 
 # ---------------------------------------------------------------- input checks
@@ -439,3 +242,14 @@ def _checked_vector(vector: Vector, layers: Sequence[str], ops: Sequence[str]) -
     if unknown:
         raise ValueError(f"init uses unknown ops {unknown}; valid ops: {list(ops)}")
     return {layer: vector[layer] for layer in layers}
+
+
+# The stage-1 searches by name (`SAFSConfig.search`, `--search`).
+SEARCHES = ("lahc", "random")
+
+
+def check_search(name: str) -> str:
+    """Return `name` if it is a known search, else raise ValueError listing the valid ones."""
+    if name not in SEARCHES:
+        raise ValueError(f"unknown search {name!r}; valid: {', '.join(SEARCHES)}")
+    return name

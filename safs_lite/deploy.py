@@ -1,0 +1,861 @@
+"""Deployment of the sparse models SAFS finds: freezing, checked export to pt / ONNX / safetensors, sparse layers.
+
+- `freeze(model)`: a plain PyTorch copy of a pruned SAFS model, masks made permanent and every
+  activation site's operator, alpha and beta baked in as constants (`FrozenActivation`).
+- `export_run(run_dir, format)`: freezes a finished run's model, writes it as ``pt`` (the pickled
+  module), ``onnx`` or ``safetensors`` (state dict + a JSON to rebuild it), checks that the written
+  file reproduces the run's model on the test split (logits within a tight tolerance, predictions
+  exactly), and writes a model card next to it. `check_export` repeats that check on a file.
+- `load_exported(path)`: any of those files back as a callable ``images -> logits``.
+- `SparseLinear`, `SparseConv2d` and `to_sparse(model, layout)`: the frozen model with its pruned
+  layers holding ``torch.sparse`` CSR or COO weights (smaller on disk; faster where the sparsity is
+  high, see benchmarks/sparse_inference.py).
+- `add_export_parser(subparsers)`: the CLI command ``python -m safs_lite export RUN_DIR``.
+
+Example:
+    >>> from safs_lite import build_model, prune_model
+    >>> dense = freeze(prune_model(build_model("lenet5", seed=0), 0.99))
+    >>> sparse = to_sparse(dense, "csr")
+    >>> x = torch.rand(4, 1, 28, 28)
+    >>> bool(torch.allclose(sparse(x), dense(x), atol=1e-5))
+    True
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import shlex
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .activations import ACTIVATIONS, Activation
+from .pruning import export, prunable_layers
+from .runs import load_json, save_json
+
+FORMATS: dict[str, tuple[str, ...]] = {  # format -> file suffixes it may be written to (first: the default)
+    "pt": (".pt", ".pth"),
+    "onnx": (".onnx",),
+    "safetensors": (".safetensors",),
+}
+EXPORT_STAGES = ("stage1", "stage2", "safs")
+LAYOUTS = ("csr", "coo")
+# The check's tolerance on logits, as in torch.allclose: |exported - run| <= ATOL + RTOL * |run|.
+# pt and safetensors run the very same kernels (difference 0); ONNX Runtime's kernels sum in
+# another order, which moves float32 logits by ~1e-6 relative.
+RTOL = 1e-4
+ATOL = 1e-5
+FROZEN_FORMAT = "safs_lite-frozen/1"  # names the JSON layout that rebuilds a frozen model
+CHECK_BATCH = 1000  # test images per forward pass in the check
+
+
+# --------------------------------------------------------------------------- freezing
+
+class FrozenActivation(nn.Module):
+    """One activation site frozen for inference: alpha * op(beta * x) with op, alpha and beta constants.
+
+    alpha and beta are Python floats (no Parameters, no state-dict entries) and the operator is
+    the function itself, fixed when frozen, so the module is plain PyTorch: it pickles (by the
+    operator's qualified name), traces and exports to ONNX as constants.
+
+    Args:
+        op: registry name of the operator (a key of ``ACTIVATIONS``).
+        alpha: output scale.
+        beta: input scale.
+    """
+
+    def __init__(self, op: str, alpha: float = 1.0, beta: float = 1.0):
+        super().__init__()
+        if op not in ACTIVATIONS:
+            raise ValueError(f"unknown activation operator {op!r}; valid: {', '.join(ACTIVATIONS)}")
+        self.op_name = op
+        self.fn: Callable[[Tensor], Tensor] = ACTIVATIONS[op]
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return alpha * op(beta * x)."""
+        # A float32 alpha/beta times x gives the same bits as a 0-dim float32 Parameter would
+        # (both are CPU scalars to the kernel); scales of exactly 1 are skipped (x * 1 == x).
+        if self.beta != 1.0:
+            x = self.beta * x
+        x = self.fn(x)
+        return x if self.alpha == 1.0 else self.alpha * x
+
+    def extra_repr(self) -> str:
+        return f"op={self.op_name!r}, alpha={self.alpha:.6g}, beta={self.beta:.6g}"
+
+
+def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    """Replace the submodule at dotted path `name` of `root` by `new`."""
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """A frozen copy of a (pruned) SAFS model for inference; `model` is left untouched.
+
+    The copy has its pruning masks made permanent (plain weights with exact zeros) and every
+    `Activation` replaced by a `FrozenActivation` with the same operator, alpha and beta; it is
+    in eval mode with gradients off, and its outputs equal the original's bit for bit.
+
+    Args:
+        model: any model, pruned (torch.nn.utils.prune masks) or not, with or without
+            `Activation` modules (a model frozen before is copied unchanged).
+
+    Returns:
+        The frozen copy.
+    """
+    out = export(model)  # a deep copy, masks removed
+    for name, mod in list(out.named_modules()):
+        if isinstance(mod, Activation):
+            _set_submodule(out, name, FrozenActivation(mod.op_name, mod.alpha.item(), mod.beta.item()))
+    return out.eval().requires_grad_(False)
+
+
+def frozen_sites(model: nn.Module) -> dict[str, dict]:
+    """The operator, alpha and beta of every activation site, frozen or not, by module name.
+
+    Args:
+        model: a model holding `Activation` or `FrozenActivation` modules.
+
+    Returns:
+        Module name (e.g. ``"acts.conv1"``) -> ``{"op": str, "alpha": float, "beta": float}``.
+    """
+    sites = {}
+    for name, m in model.named_modules():
+        if isinstance(m, FrozenActivation):
+            sites[name] = {"op": m.op_name, "alpha": m.alpha, "beta": m.beta}
+        elif isinstance(m, Activation):
+            sites[name] = {"op": m.op_name, "alpha": m.alpha.item(), "beta": m.beta.item()}
+    return sites
+
+
+def frozen_from_info(info: dict, state_dict: dict[str, Tensor], model: nn.Module | None = None) -> nn.Module:
+    """Rebuild a frozen model from its architecture info (see `export_run`'s safetensors JSON) and weights.
+
+    Args:
+        info: ``{"format": FROZEN_FORMAT, "model": name, "num_classes": k, "sites": {...}}``.
+        state_dict: the frozen model's state dict (weights with their zeros, biases, buffers).
+        model: for a network of your own (`safs_lite.search`), an instance of its class (any
+            weights); built-in models are rebuilt by name.
+
+    Returns:
+        The frozen model, in eval mode.
+
+    Raises:
+        ValueError: if the info is not of FROZEN_FORMAT or does not fit the weights.
+    """
+    from . import build_model  # the package's public name survives module moves
+
+    if not isinstance(info, dict) or info.get("format") != FROZEN_FORMAT:
+        got = info.get("format") if isinstance(info, dict) else type(info).__name__
+        raise ValueError(f"architecture info of format {got!r}; valid: {FROZEN_FORMAT!r}")
+    if model is not None:
+        from . import make_searchable
+
+        model = make_searchable(model)  # the run's site names; the sites are replaced just below
+    elif info.get("own_model"):
+        raise ValueError(f"{info['model']!r} is a network of your own: pass an instance of it (model=...) "
+                         "to rebuild it from its weights")
+    else:
+        model = build_model(info["model"], num_classes=int(info["num_classes"]))
+    for name, site in info["sites"].items():
+        _set_submodule(model, name, FrozenActivation(site["op"], site["alpha"], site["beta"]))
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise ValueError(f"weights do not fit a frozen {info['model']}: {' '.join(first[:2])}") from None
+    return model.eval().requires_grad_(False)
+
+
+# --------------------------------------------------------------------------- writing and loading
+
+def _format_of(path: Path) -> str:
+    for fmt, suffixes in FORMATS.items():
+        if path.suffix in suffixes:
+            return fmt
+    valid = ", ".join(s for suffixes in FORMATS.values() for s in suffixes)
+    raise ValueError(f"{path}: unknown export file suffix {path.suffix!r}; valid: {valid}")
+
+
+def _check_format(format: str) -> str:
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
+    return format
+
+
+def _info_path(path: Path) -> Path:
+    """The architecture JSON beside a safetensors file: model.safetensors -> model.json."""
+    return path.with_suffix(".json")
+
+
+def _write_pt(frozen: nn.Module, path: Path, info: dict) -> None:
+    try:
+        torch.save(frozen, path)  # the whole module; load with torch.load(path, weights_only=False)
+    except (pickle.PicklingError, AttributeError, TypeError) as err:  # a torch.fx-traced network of one's own
+        raise ValueError(f"this {info['model']} cannot be pickled whole ({type(err).__name__}); export it as "
+                         "onnx or safetensors") from None
+
+
+def _write_safetensors(frozen: nn.Module, path: Path, info: dict) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in frozen.state_dict().items()}
+    # The info travels twice: in the file's metadata (self-contained) and as a readable JSON beside it.
+    save_file(state, str(path), metadata={"safs_lite": json.dumps(info)})
+    save_json(_info_path(path), info)
+
+
+def _write_onnx(frozen: nn.Module, path: Path, info: dict) -> None:
+    example = torch.zeros(2, *info["input_shape"])
+    # The dynamo exporter (torch.export, the default and recommended one) traces offline and
+    # writes the same bytes on every run; batch is the one dynamic dimension.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(frozen, (example,), str(path), dynamo=True, external_data=False,
+                          input_names=["images"], output_names=["logits"],
+                          dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+
+
+_WRITERS = {"pt": _write_pt, "onnx": _write_onnx, "safetensors": _write_safetensors}
+
+
+class OnnxModel:
+    """An ONNX file run by ONNX Runtime on the CPU, called like a model: images (Tensor) -> logits (Tensor).
+
+    Args:
+        path: the .onnx file.
+        threads: intra-op threads (default: torch's current number).
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, x: Tensor) -> Tensor:
+        out = self.session.run(None, {self.input_name: x.detach().cpu().float().contiguous().numpy()})[0]
+        return torch.from_numpy(out)
+
+
+def load_exported(path: str | os.PathLike, model: nn.Module | None = None) -> Callable[[Tensor], Tensor]:
+    """Load a file written by `export_run` as a callable images -> logits.
+
+    Args:
+        path: a ``.pt``/``.pth`` (pickled frozen module; unpickling runs code, so load only files
+            you trust), ``.onnx`` (run by ONNX Runtime) or ``.safetensors`` file (weights; the
+            architecture is read from the JSON beside it, else from the file's metadata).
+        model: safetensors of a network of your own only: an instance of its class.
+
+    Returns:
+        The frozen ``nn.Module`` for pt and safetensors, an `OnnxModel` for onnx.
+
+    Raises:
+        ValueError: on an unknown suffix, a missing file or unreadable architecture info.
+    """
+    path = Path(path)
+    fmt = _format_of(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such exported model file")
+    if fmt == "pt":
+        return torch.load(path, map_location="cpu", weights_only=False).eval()
+    if fmt == "onnx":
+        return OnnxModel(path)
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if _info_path(path).is_file():
+        info = load_json(_info_path(path))
+    else:
+        with safe_open(str(path), framework="pt") as f:
+            meta = (f.metadata() or {}).get("safs_lite")
+        if meta is None:
+            raise ValueError(f"{path}: no architecture info ({_info_path(path).name} missing and none in "
+                             "the file's metadata); export it again with export_run")
+        info = json.loads(meta)
+    return frozen_from_info(info, load_file(str(path)), model)
+
+
+# --------------------------------------------------------------------------- the check
+
+@dataclass
+class ExportCheck:
+    """How an exported file compares with the run's model on the test split.
+
+    Attributes:
+        format: "pt", "onnx" or "safetensors".
+        path: the exported file.
+        stage: the run's stage exported.
+        images: test images compared.
+        max_abs_diff: largest |exported logit - run logit|.
+        within_tolerance: every logit within ATOL + RTOL * |run logit|.
+        predictions_agree: test images whose predicted class is the same.
+        accuracy: test accuracy (%) of the exported model.
+        run_accuracy: test accuracy (%) of the run's model, evaluated now.
+        recorded_accuracy: test accuracy (%) results.json recorded for the stage (None if absent).
+    """
+
+    format: str
+    path: str
+    stage: str
+    images: int
+    max_abs_diff: float
+    within_tolerance: bool
+    predictions_agree: int
+    accuracy: float
+    run_accuracy: float
+    recorded_accuracy: float | None
+
+    @property
+    def passed(self) -> bool:
+        """Logits within tolerance and every prediction equal."""
+        return self.within_tolerance and self.predictions_agree == self.images
+
+    def summary(self) -> str:
+        """The check in one line."""
+        rec = "" if self.recorded_accuracy is None else f", recorded {self.recorded_accuracy:.2f}%"
+        return (f"{'ok' if self.passed else 'FAILED'}: max |logit diff| {self.max_abs_diff:.3g} over "
+                f"{self.images} test images (tolerance {ATOL:g} + {RTOL:g}|logit|); predictions agree "
+                f"{self.predictions_agree}/{self.images}; test accuracy {self.accuracy:.2f}% "
+                f"(run's model {self.run_accuracy:.2f}%{rec})")
+
+
+@torch.inference_mode()
+def _logits(model: Callable[[Tensor], Tensor], data, batch_size: int = CHECK_BATCH) -> tuple[Tensor, Tensor]:
+    """(logits, labels) of a model over the test split, in batches."""
+    outs, ys = [], []
+    for xb, yb in data.batches("test", batch_size):
+        outs.append(model(xb.cpu()).float().cpu())
+        ys.append(yb.cpu())
+    return torch.cat(outs), torch.cat(ys)
+
+
+def compare(reference: nn.Module, exported: Callable[[Tensor], Tensor], data, fmt: str, path: Path,
+            stage: str = "safs", recorded: float | None = None) -> ExportCheck:
+    """Compare an exported model with the reference model on a dataset's test split.
+
+    Args:
+        reference: the run's model (pruned, with its `Activation` sites).
+        exported: the reloaded export (see `load_exported`).
+        data: the run's data (a `safs_lite.Data`).
+        fmt: the export format, for the record.
+        path: the exported file, for the record.
+        stage: the run's stage, for the record.
+        recorded: the test accuracy the run recorded, for the record.
+
+    Returns:
+        The `ExportCheck` (it does not raise; see `ExportCheck.passed`).
+    """
+    reference.eval()
+    want, labels = _logits(reference, data)
+    got, _ = _logits(exported, data)
+    if got.shape != want.shape:
+        raise ValueError(f"{path}: exported model gives logits of shape {tuple(got.shape)}, "
+                         f"the run's model {tuple(want.shape)}")
+    diff = (got - want).abs()
+    finite = bool(torch.isfinite(got).all() and torch.isfinite(want).all())
+    pred, ref_pred = got.argmax(1), want.argmax(1)
+    return ExportCheck(
+        format=fmt, path=str(path), stage=stage, images=len(labels),
+        max_abs_diff=float(diff.max()) if len(labels) else 0.0,
+        within_tolerance=finite and bool((diff <= ATOL + RTOL * want.abs()).all()),
+        predictions_agree=int((pred == ref_pred).sum()),
+        accuracy=100.0 * float((pred == labels).float().mean()),
+        run_accuracy=100.0 * float((ref_pred == labels).float().mean()),
+        recorded_accuracy=recorded)
+
+
+def _load_run(run_dir: Path, stage: str, data_root: str | os.PathLike | None, model: nn.Module | None = None,
+              data=None):
+    """(config key, results, data, run's model) of a finished run, after the data-signature check.
+
+    A run of a network of your own (`safs_lite.search`) needs `model` (an instance of its class) and
+    `data` (the `Data` it ran on); a built-in run rebuilds both by name.
+    """
+    from . import load_data, load_safs_model
+
+    if stage not in EXPORT_STAGES:
+        raise ValueError(f"unknown stage {stage!r}; valid: {', '.join(EXPORT_STAGES)}")
+    for name in ("config.json", "results.json", f"{stage}.pt"):
+        if not (run_dir / name).is_file():
+            raise ValueError(f"{run_dir}: no {name}; export needs a finished SAFS run folder "
+                             "(made by python -m safs_lite run or safs_lite.search)")
+    key = load_json(run_dir / "config.json")["config"]
+    results = load_json(run_dir / "results.json")
+    want = results.get("data", {}).get("signature") or key.get("data")
+    if data is None:
+        if key.get("own_model"):
+            raise ValueError(f"{run_dir} ran on data of your own ({key['dataset']!r}); pass it as data=")
+        data = load_data(key["dataset"], root=data_root, seed=key["seed"])
+    if data.signature != want:
+        raise ValueError(f"{run_dir} was made on data {want}, but the data found now is {data.signature} "
+                         f"({data.source}); point --data at the run's data to check the export")
+    return key, results, data, load_safs_model(run_dir, stage=stage, model=model)
+
+
+def check_export(run_dir: str | os.PathLike, path: str | os.PathLike, stage: str = "safs",
+                 data_root: str | os.PathLike | None = None) -> ExportCheck:
+    """Check an exported file against a run's model on the run's test split.
+
+    Args:
+        run_dir: the SAFS run folder.
+        path: the exported file (format from its suffix).
+        stage: the run's stage the file was exported from.
+        data_root: data folder (default $SAFS_DATA); its data must have the run's signature.
+
+    Returns:
+        The passed `ExportCheck`.
+
+    Raises:
+        ValueError: (one line) if the data differs from the run's, or the exported model's
+            logits or predictions differ from the run's model.
+    """
+    run_dir, path = Path(run_dir), Path(path)
+    fmt = _format_of(path)
+    _, results, data, reference = _load_run(run_dir, stage, data_root)
+    check = compare(reference, load_exported(path), data, fmt, path, stage,
+                    results.get("test_accuracy", {}).get(stage))
+    _raise_unless_passed(check)
+    return check
+
+
+def _raise_unless_passed(check: ExportCheck) -> None:
+    if not check.passed:
+        raise ValueError(f"{check.path}: the exported {check.format} model differs from the run's {check.stage} "
+                         f"model on the test split (max |logit diff| {check.max_abs_diff:.3g}, tolerance "
+                         f"{ATOL:g} + {RTOL:g}|logit|; {check.images - check.predictions_agree} of "
+                         f"{check.images} predictions differ)")
+
+
+# --------------------------------------------------------------------------- export_run and the model card
+
+def default_export_path(run_dir: str | os.PathLike, format: str = "pt", stage: str = "safs") -> Path:
+    """Where `export_run` writes by default: <run>/export/model.<ext> (model-<stage>.<ext> for other stages)."""
+    ext = FORMATS[_check_format(format)][0]
+    return Path(run_dir) / "export" / (f"model{ext}" if stage == "safs" else f"model-{stage}{ext}")
+
+
+def _card_path(path: Path, stage: str) -> Path:
+    return path.parent / ("model_card.md" if stage == "safs" else f"model_card-{stage}.md")
+
+
+def run_command(key: dict) -> str:
+    """The `python -m safs_lite run` command line (or, for a network of your own, the `search` call) that makes
+    a run with this config key."""
+    if key.get("own_model"):
+        return (f"safs_lite.search({key['model']}(), data, sparsity={key['sparsity']:g}, pruning={key['pruning']!r}, "
+                f"preset={key['preset']!r}, seed={key['seed']}, train_dense={key.get('train_dense', False)})")
+    parts = ["python", "-m", "safs_lite", "run", "--model", key["model"], "--dataset", key["dataset"],
+             "--sparsity", f"{key['sparsity']:g}", "--pruning", key["pruning"], "--preset", key["preset"],
+             "--seed", str(key["seed"])]
+    for field in ("search", "move", "fitness"):
+        if field in key:
+            parts += [f"--{field}", str(key[field])]
+    if key.get("amp"):
+        parts.append("--amp")
+    if key.get("channels_last"):
+        parts.append("--channels-last")
+    if key.get("amp") or key.get("channels_last"):
+        parts += ["--device", "cuda"]
+    return shlex.join(parts)
+
+
+def _export_command(run_dir: Path, fmt: str, out: Path | None, stage: str,
+                    data_root: str | os.PathLike | None, own_model: str | None = None) -> str:
+    if own_model:  # a network of your own is exported from Python: its class and data are needed
+        extra = (f", out={str(out)!r}" if out is not None else "") + (f", stage={stage!r}" if stage != "safs" else "")
+        return f"safs_lite.deploy.export_run({str(run_dir)!r}, {fmt!r}{extra}, model={own_model}(), data=data)"
+    parts = ["python", "-m", "safs_lite", "export", str(run_dir), "--format", fmt]
+    if out is not None:
+        parts += ["--out", str(out)]
+    if stage != "safs":
+        parts += ["--stage", stage]
+    if data_root is not None:
+        parts += ["--data", str(data_root)]
+    return shlex.join(parts)
+
+
+def _layer_table(frozen: nn.Module) -> list[str]:
+    rows = ["| layer | shape | weights | kept | sparsity |", "| --- | --- | ---: | ---: | ---: |"]
+    kept_all = total = 0
+    for name, m in prunable_layers(frozen).items():
+        w = m.weight.detach()
+        kept = int((w != 0).sum())
+        kept_all, total = kept_all + kept, total + w.numel()
+        rows.append(f"| {name} | {'x'.join(map(str, w.shape))} | {w.numel():,} | {kept:,} | "
+                    f"{100 * (1 - kept / w.numel()):.2f}% |")
+    rows.append(f"| overall | | {total:,} | {kept_all:,} | {100 * (1 - kept_all / max(total, 1)):.2f}% |")
+    return rows
+
+
+_LOADING = {
+    "pt": "model = torch.load({p!r}, weights_only=False)  # the frozen nn.Module (needs safs_lite installed)",
+    "onnx": "session = onnxruntime.InferenceSession({p!r}); "
+            "logits = session.run(None, {{'images': x.numpy()}})[0]",
+    "safetensors": "model = safs_lite.deploy.load_exported({p!r})  # weights + the architecture in "
+                   "the JSON beside it",
+}
+
+
+def model_card(run_dir: Path, key: dict, results: dict, frozen: nn.Module, stage: str,
+               checks: dict[str, dict], export_cmds: dict[str, str]) -> str:
+    """The markdown model card of a run's exported model.
+
+    Args:
+        run_dir: the run folder.
+        key: config.json's run key.
+        results: results.json.
+        frozen: the frozen model.
+        stage: the stage exported.
+        checks: file name -> `ExportCheck` as a dict, for every export of this stage in the folder.
+        export_cmds: file name -> the command that wrote it.
+
+    Returns:
+        The card's text.
+    """
+    data = results.get("data", {})
+    acc = results.get("test_accuracy", {})
+    lines = [f"# Model card: {key['model']} on {key['dataset']}, {100 * key['sparsity']:g}% {key['pruning']} "
+             f"sparsity, SAFS stage `{stage}`", "",
+             f"Exported from the SAFS run `{run_dir}` (kit {results.get('kit', key.get('kit', '?'))}). "
+             "Activation functions were searched per layer by SAFS (Loni et al. 2023): each site "
+             "computes `alpha * op(beta * x)`, frozen here as constants; pruned weights are exact zeros.", "",
+             "## Data", "",
+             f"- source: {data.get('source', '?')}",
+             f"- signature: `{data.get('signature', key.get('data', '?'))}` (every number below is on this data; "
+             "the export check refuses other data)", "",
+             "## Sparsity per layer", "", *_layer_table(frozen), "",
+             "## Activation sites", "", "| site | operator | alpha | beta |", "| --- | --- | ---: | ---: |"]
+    for name, site in frozen_sites(frozen).items():
+        lines.append(f"| {name.removeprefix('acts.')} | {site['op']} | {site['alpha']:.6g} | {site['beta']:.6g} |")
+    lines += ["", "## Accuracy (%)", "", "| stage | validation | test |", "| --- | ---: | ---: |"]
+    for name in ("dense", "magnitude_pruning", "stage1", "stage2", "safs"):
+        rec_path = run_dir / f"{name}.json"
+        val = load_json(rec_path).get("val_accuracy") if rec_path.is_file() else None
+        mark = " (exported)" if name == stage else ""
+        lines.append(f"| {name}{mark} | {'-' if val is None else f'{val:.2f}'} | "
+                     f"{'-' if acc.get(name) is None else f'{acc[name]:.2f}'} |")
+    lines += ["", "Dense and magnitude-pruning validation accuracies are kept in the shared caches, not in the "
+              "run folder.", "", "## Exports (each checked against the run's model on the test split)", ""]
+    for name, c in sorted(checks.items()):
+        check = ExportCheck(**c)
+        lines += [f"- `{name}` ({check.format}): {check.summary()}",
+                  f"  - load: `{_LOADING[check.format].format(p=name)}`",
+                  f"  - written by: `{export_cmds.get(name, '?')}`"]
+    env = load_json(run_dir / "config.json").get("environment", {})
+    lines += ["", "## Provenance", "",
+              f"- run made by (reconstructed from config.json): `{run_command(key)}`",
+              f"- preset budgets: {json.dumps(key.get('budgets', {}))}",
+              f"- environment of the run: {', '.join(f'{k} {v}' for k, v in env.items()) or 'not recorded'}", ""]
+    return "\n".join(lines)
+
+
+def export_run(run_dir: str | os.PathLike, format: str = "pt", out: str | os.PathLike | None = None,
+               stage: str = "safs", data_root: str | os.PathLike | None = None,
+               return_check: bool = False, model: nn.Module | None = None,
+               data=None) -> Path | tuple[Path, ExportCheck]:
+    """Export a finished SAFS run's model, check the file against the run, and write its model card.
+
+    Args:
+        run_dir: the run folder (holds config.json, results.json and <stage>.pt).
+        format: "pt" (the pickled frozen module), "onnx" (ONNX Runtime-ready, dynamic batch) or
+            "safetensors" (the frozen state dict; the architecture in a JSON beside it).
+        out: the file to write (suffix matching the format); default `default_export_path`.
+        stage: "safs" (default), "stage1" or "stage2".
+        data_root: data folder (default $SAFS_DATA); its data must have the run's signature.
+        return_check: also return the `ExportCheck`.
+        model, data: for a run of a network of your own (`safs_lite.search`): an instance of its
+            class (any weights) and the `Data` it ran on.
+
+    Returns:
+        The written file's path (with the check when `return_check`). The model card is
+        ``model_card.md`` beside it (``model_card-<stage>.md`` for other stages).
+
+    Raises:
+        ValueError: (one line) on an unknown format or stage, a suffix that does not fit the
+            format, a folder that is no finished run, data of another signature, or an export
+            that does not reproduce the run's model (the file is then removed).
+    """
+    fmt = _check_format(format)
+    run_dir = Path(run_dir)
+    key, results, data, reference = _load_run(run_dir, stage, data_root, model, data)
+    path = Path(out) if out is not None else default_export_path(run_dir, fmt, stage)
+    if path.suffix not in FORMATS[fmt]:
+        raise ValueError(f"--out {path}: a {fmt} export must end in {' or '.join(FORMATS[fmt])}")
+    frozen = freeze(reference)
+    with torch.inference_mode():  # the classes the model tells apart, whatever its last layer is
+        num_classes = int(frozen(torch.zeros(1, *data.input_shape)).shape[-1])
+    info = {"format": FROZEN_FORMAT, "model": key["model"], "own_model": bool(key.get("own_model")),
+            "num_classes": num_classes,
+            "input_shape": list(data.input_shape), "sites": frozen_sites(frozen), "stage": stage,
+            "run": run_dir.name, "data_signature": data.signature}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written under a temporary name and renamed once checked: a file that does not reproduce the
+    # run is never left behind, and an earlier good export at `path` survives a failed one.
+    tmp = path.with_name(f"{path.stem}.part{path.suffix}")
+    written = [tmp] + ([_info_path(tmp)] if fmt == "safetensors" else [])
+    try:
+        _WRITERS[fmt](frozen, tmp, info)
+        check = compare(reference, load_exported(tmp, model), data, fmt, path, stage,
+                        results.get("test_accuracy", {}).get(stage))
+        _raise_unless_passed(check)
+        for part in written:
+            part.replace(_info_path(path) if part.suffix == ".json" else path)
+    finally:
+        for part in written:
+            part.unlink(missing_ok=True)
+    # The card lists every checked export of this stage in the folder (one record per file).
+    card = _card_path(path, stage)
+    record_file = card.with_suffix(".json")
+    record = load_json(record_file) if record_file.is_file() else {"checks": {}, "commands": {}}
+    record["checks"][path.name] = {**asdict(check), "path": path.name}
+    record["commands"][path.name] = _export_command(run_dir, fmt, Path(out) if out is not None else None,
+                                                    stage, data_root, key["model"] if key.get("own_model") else None)
+    record["checks"] = {k: v for k, v in record["checks"].items() if (path.parent / k).is_file()}
+    save_json(record_file, record)
+    card.write_text(model_card(run_dir, key, results, frozen, stage, record["checks"], record["commands"]))
+    return (path, check) if return_check else path
+
+
+# --------------------------------------------------------------------------- CLI
+
+def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``export`` command to the CLI's subparsers (its handler is `export_command`).
+
+    Args:
+        subparsers: what ``ArgumentParser.add_subparsers`` returned.
+
+    Returns:
+        The command's parser.
+    """
+    e = subparsers.add_parser("export", help="export a run's sparse model (pt, onnx or safetensors), checked "
+                              "against the run on its test split, with a model card")
+    e.add_argument("run_dir", help="a finished SAFS run folder (holds config.json and results.json)")
+    e.add_argument("--format", default="pt", help=f"{', '.join(FORMATS)} (default pt)")
+    e.add_argument("--out", default=None, help="file to write (default: RUN_DIR/export/model.<format>)")
+    e.add_argument("--stage", default="safs", help=f"the run's stage to export: {', '.join(EXPORT_STAGES)}")
+    e.add_argument("--data", default=None, help="data folder (default $SAFS_DATA, else <repo>/data)")
+    e.set_defaults(func=export_command)
+    return e
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """Handler of ``python -m safs_lite export``: export, check, and print path, check and model card.
+
+    Args:
+        args: the parsed arguments (run_dir, format, out, stage, data).
+
+    Returns:
+        0 (errors are raised as one-line ValueError for the CLI's main to print).
+    """
+    path, check = export_run(args.run_dir, args.format, out=args.out, stage=args.stage, data_root=args.data,
+                             return_check=True)
+    print(f"exported: {path} ({check.format}, {path.stat().st_size:,} bytes)")
+    print(f"check: {check.summary()}")
+    print(f"model card: {_card_path(path, args.stage)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- sparse layers
+
+def _sparse(dense: Tensor, layout: str, index_dtype: torch.dtype) -> Tensor:
+    """A 2-D dense tensor as a CSR or (coalesced) COO tensor."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown sparse layout {layout!r}; valid: {', '.join(LAYOUTS)}")
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": said once here, not per layer
+        warnings.simplefilter("ignore", UserWarning)
+        if layout == "coo":
+            if index_dtype != torch.int64:
+                raise ValueError(f"COO indices are int64 in torch.sparse; got index_dtype={index_dtype}")
+            return dense.to_sparse_coo().coalesce()
+        csr = dense.to_sparse_csr()
+        if index_dtype == torch.int64:
+            return csr
+        if index_dtype != torch.int32:
+            raise ValueError(f"index_dtype must be torch.int64 or torch.int32, got {index_dtype}")
+        # int32 indices halve the index bytes; torch.sparse.mm takes them on the CPU (MKL).
+        return torch.sparse_csr_tensor(csr.crow_indices().to(index_dtype), csr.col_indices().to(index_dtype),
+                                       csr.values(), csr.shape)
+
+
+class SparseLinear(nn.Module):
+    """A linear layer whose weight is a ``torch.sparse`` CSR or COO tensor: y = x W^T + b.
+
+    Args:
+        weight: (out_features, in_features) weight, dense (converted) or already sparse.
+        bias: (out_features,) bias or None.
+        layout: "csr" or "coo" (used when `weight` is dense).
+        index_dtype: torch.int64, or torch.int32 (CSR only) for smaller files.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor | None = None, layout: str = "csr",
+                 index_dtype: torch.dtype = torch.int64):
+        super().__init__()
+        w = weight.detach()
+        self.register_buffer("weight", w if w.layout != torch.strided else _sparse(w, layout, index_dtype))
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self.in_features, self.out_features = int(w.shape[1]), int(w.shape[0])
+
+    @classmethod
+    def from_dense(cls, layer: nn.Linear, layout: str = "csr", index_dtype: torch.dtype = torch.int64
+                   ) -> SparseLinear:
+        """The sparse version of a (frozen, unmasked) nn.Linear."""
+        return cls(layer.weight, layer.bias, layout, index_dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return x W^T + b for x of shape (..., in_features)."""
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        # sparse @ dense is the product torch.sparse supports on every layout: (out, in) @ (in, N).
+        y = torch.sparse.mm(self.weight, x2.t()).t()
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"layout={str(self.weight.layout).removeprefix('torch.sparse_')}, nnz={self.weight._nnz()}")
+
+
+class SparseConv2d(nn.Module):
+    """A 2-D convolution computed as a sparse matrix product over the patch entries its kept weights use.
+
+    The (out, C*kh*kw) weight matrix keeps only its non-zero columns (input channel and kernel
+    offset pairs some kept weight reads); for each input size the layer gathers just those rows
+    of the unfolded input, one `index_select`, and multiplies them by the sparse weight. At 99%
+    sparsity LeNet-5's conv1 reads 2 of its 25 patch entries, so the unfold shrinks with the
+    weights; a full `F.unfold` would cost more than the dense convolution.
+
+    Args:
+        conv: a frozen nn.Conv2d (groups 1, zero padding).
+        layout: "csr" or "coo".
+        index_dtype: torch.int64, or torch.int32 (CSR only).
+
+    Raises:
+        ValueError: for grouped convolutions or non-zero padding modes.
+    """
+
+    def __init__(self, conv: nn.Conv2d, layout: str = "csr", index_dtype: torch.dtype = torch.int64):
+        super().__init__()
+        if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError(f"SparseConv2d supports groups=1, numeric zero padding; got groups={conv.groups}, "
+                             f"padding={conv.padding!r}, padding_mode={conv.padding_mode!r}")
+        w = conv.weight.detach()
+        self.out_channels, self.in_channels = int(w.shape[0]), int(w.shape[1])
+        self.kernel_size, self.stride = tuple(w.shape[2:]), tuple(conv.stride)
+        self.padding, self.dilation = tuple(conv.padding), tuple(conv.dilation)
+        flat = w.reshape(self.out_channels, -1)
+        used = (flat != 0).any(0).nonzero().flatten()  # patch entries (c, i, j) a kept weight reads
+        self.register_buffer("used", used)
+        self.register_buffer("weight", _sparse(flat[:, used].contiguous(), layout, index_dtype))
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
+        self._index: dict[tuple, Tensor] = {}  # (H, W, device) -> gather index; rebuilt, never saved
+
+    def _gather_index(self, h: int, w: int, ho: int, wo: int, device: torch.device) -> Tensor:
+        """Flat indices into a padded (C, h, w) image of the used patch entries at every output position."""
+        cache = (h, w, str(device))
+        if cache not in self._index:
+            kh, kw = self.kernel_size
+            c, rest = self.used // (kh * kw), self.used % (kh * kw)
+            i, j = rest // kw, rest % kw
+            base = c * h * w + i * self.dilation[0] * w + j * self.dilation[1]
+            rows = torch.arange(ho) * self.stride[0] * w
+            cols = torch.arange(wo) * self.stride[1]
+            offsets = (rows[:, None] + cols[None, :]).flatten()
+            self._index[cache] = (base.cpu()[:, None] + offsets[None, :]).flatten().to(device)
+        return self._index[cache]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return the convolution of x (B, C, H, W)."""
+        b = x.shape[0]
+        ph, pw = self.padding
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph))
+        h, w = x.shape[-2:]
+        kh, kw = self.kernel_size
+        ho = (h - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        wo = (w - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        n_used, n_pos = self.used.numel(), ho * wo
+        if n_used == 0:  # every weight pruned: the output is the bias alone
+            y = x.new_zeros(b, self.out_channels, ho, wo)
+            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+        # Gather the used patch entries of every image, (B, used, positions), and lay them out as
+        # (used, images x positions) so that the product's rows come out image-major: the final
+        # (out, B, positions) -> (B, out, positions) copy then moves whole rows of positions.
+        cols = x.reshape(b, -1).index_select(1, self._gather_index(h, w, ho, wo, x.device))
+        cols = cols.view(b, n_used, n_pos).transpose(0, 1).reshape(n_used, b * n_pos)
+        y = torch.sparse.mm(self.weight, cols).view(self.out_channels, b, n_pos).transpose(0, 1)
+        if self.bias is None:
+            return y.contiguous().view(b, self.out_channels, ho, wo)
+        # One pass adds the bias and writes the contiguous (NCHW) result; a plain `y + bias` would
+        # keep y's permuted strides, and pooling such a tensor is twice as slow.
+        out = torch.empty(b, self.out_channels, n_pos, dtype=y.dtype, device=y.device)
+        torch.add(y, self.bias.view(1, -1, 1), out=out)
+        return out.view(b, self.out_channels, ho, wo)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, used_patch_entries={self.used.numel()}, "
+                f"layout={str(self.weight.layout).removeprefix('torch.sparse_')}, nnz={self.weight._nnz()}")
+
+
+def to_sparse(model: nn.Module, layout: str = "csr", conv: bool = True,
+              index_dtype: torch.dtype = torch.int64) -> nn.Module:
+    """A frozen copy of `model` whose prunable layers hold sparse weights.
+
+    Args:
+        model: a pruned or frozen model (it is frozen first: masks permanent, sites constant).
+        layout: "csr" or "coo".
+        conv: also make Conv2d layers sparse (`SparseConv2d`); False keeps them dense (faster
+            at moderate sparsity, see benchmarks/sparse_inference.py).
+        index_dtype: torch.int64, or torch.int32 (CSR only) for smaller files.
+
+    Returns:
+        The sparse model (eval mode); its outputs equal the frozen model's up to float32
+        summation order.
+
+    Raises:
+        ValueError: on an unknown layout or index dtype.
+    """
+    _sparse(torch.zeros(1, 1), layout, index_dtype)  # validate before copying anything
+    out = freeze(model)
+    for name, m in list(prunable_layers(out).items()):
+        if isinstance(m, nn.Linear):
+            _set_submodule(out, name, SparseLinear.from_dense(m, layout, index_dtype))
+        elif conv and isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros" \
+                and not isinstance(m.padding, str):
+            _set_submodule(out, name, SparseConv2d(m, layout, index_dtype))
+    return out.eval()
+
+
+def nonzero_weights(model: nn.Module) -> int:
+    """Kept (non-zero) weights over the prunable layers of a dense, frozen or sparse model."""
+    total = 0
+    for m in model.modules():
+        if isinstance(m, (SparseLinear, SparseConv2d)):
+            total += int((m.weight.values() if m.weight.layout != torch.sparse_coo
+                          else m.weight._values()).ne(0).sum())
+        elif isinstance(m, (nn.Linear, nn.Conv2d)):
+            total += int((m.weight != 0).sum())
+    return total
+
+
+__all__ = ["FORMATS", "FrozenActivation", "freeze", "frozen_sites", "frozen_from_info", "load_exported",
+           "OnnxModel", "ExportCheck", "compare", "check_export", "export_run", "default_export_path",
+           "model_card", "run_command", "add_export_parser", "export_command", "SparseLinear",
+           "SparseConv2d", "to_sparse", "nonzero_weights"]
