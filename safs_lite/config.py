@@ -43,7 +43,8 @@ PRESETS: dict[str, Preset] = {
     "smoke": Preset(dense_epochs=3, finetune_epochs=2, candidate_epochs=1, candidate_subset=1000,
                     lahc_steps=4, lahc_history=3, hpo_trials=3, trial_epochs=2, trial_subset=1000,
                     candidate_lr=1e-2),
-    # `make demo`: the whole pipeline in about 2 minutes on 2 cores, dense training included.
+    # `make demo`: the whole pipeline in under a minute on 2 idle cores (about 3 with other jobs on them),
+    # dense training included.
     # Dense training is the cpu preset's (15 epochs), so the demo's dense network is shared.
     "demo": Preset(dense_epochs=15, finetune_epochs=3, candidate_epochs=1, candidate_subset=5000,
                    lahc_steps=7, lahc_history=3, hpo_trials=6, trial_epochs=3, trial_subset=5000,
