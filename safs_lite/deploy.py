@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .activations import ACTIVATIONS, Activation
-from .pruning import export, prunable_layers
+from .pruning import export, layer_counts, prunable_layers
 from .runs import load_json, save_json
 
 FORMATS: dict[str, tuple[str, ...]] = {  # format -> file suffixes it may be written to (first: the default)
@@ -93,13 +93,6 @@ class FrozenActivation(nn.Module):
         return f"op={self.op_name!r}, alpha={self.alpha:.6g}, beta={self.beta:.6g}"
 
 
-def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
-    """Replace the submodule at dotted path `name` of `root` by `new`."""
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, new)
-
-
 def freeze(model: nn.Module) -> nn.Module:
     """A frozen copy of a (pruned) SAFS model for inference; `model` is left untouched.
 
@@ -117,7 +110,7 @@ def freeze(model: nn.Module) -> nn.Module:
     out = export(model)  # a deep copy, masks removed
     for name, mod in list(out.named_modules()):
         if isinstance(mod, Activation):
-            _set_submodule(out, name, FrozenActivation(mod.op_name, mod.alpha.item(), mod.beta.item()))
+            out.set_submodule(name, FrozenActivation(mod.op_name, mod.alpha.item(), mod.beta.item()))
     return out.eval().requires_grad_(False)
 
 
@@ -169,7 +162,7 @@ def frozen_from_info(info: dict, state_dict: dict[str, Tensor], model: nn.Module
     else:
         model = build_model(info["model"], num_classes=int(info["num_classes"]))
     for name, site in info["sites"].items():
-        _set_submodule(model, name, FrozenActivation(site["op"], site["alpha"], site["beta"]))
+        model.set_submodule(name, FrozenActivation(site["op"], site["alpha"], site["beta"]))
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:
@@ -492,13 +485,11 @@ def _export_command(run_dir: Path, fmt: str, out: Path | None, stage: str,
 
 def _layer_table(frozen: nn.Module) -> list[str]:
     rows = ["| layer | shape | weights | kept | sparsity |", "| --- | --- | ---: | ---: | ---: |"]
-    kept_all = total = 0
-    for name, m in prunable_layers(frozen).items():
-        w = m.weight.detach()
-        kept = int((w != 0).sum())
-        kept_all, total = kept_all + kept, total + w.numel()
-        rows.append(f"| {name} | {'x'.join(map(str, w.shape))} | {w.numel():,} | {kept:,} | "
-                    f"{100 * (1 - kept / w.numel()):.2f}% |")
+    layers, counts = prunable_layers(frozen), layer_counts(frozen)
+    for name, (n, kept) in counts.items():
+        shape = "x".join(map(str, layers[name].weight.shape))
+        rows.append(f"| {name} | {shape} | {n:,} | {kept:,} | {100 * (1 - kept / n):.2f}% |")
+    total, kept_all = sum(n for n, _ in counts.values()), sum(k for _, k in counts.values())
     rows.append(f"| overall | | {total:,} | {kept_all:,} | {100 * (1 - kept_all / max(total, 1)):.2f}% |")
     return rows
 
@@ -508,7 +499,7 @@ _LOADING = {
     "onnx": "session = onnxruntime.InferenceSession({p!r}); "
             "logits = session.run(None, {{'images': x.numpy()}})[0]",
     "safetensors": "model = safs_lite.deploy.load_exported({p!r})  # weights + the architecture in "
-                   "the JSON beside it",
+                   "the JSON beside it (a network of your own: load_exported(path, model=MyNet()))",
 }
 
 
@@ -836,10 +827,10 @@ def to_sparse(model: nn.Module, layout: str = "csr", conv: bool = True,
     out = freeze(model)
     for name, m in list(prunable_layers(out).items()):
         if isinstance(m, nn.Linear):
-            _set_submodule(out, name, SparseLinear.from_dense(m, layout, index_dtype))
+            out.set_submodule(name, SparseLinear.from_dense(m, layout, index_dtype))
         elif conv and isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros" \
                 and not isinstance(m.padding, str):
-            _set_submodule(out, name, SparseConv2d(m, layout, index_dtype))
+            out.set_submodule(name, SparseConv2d(m, layout, index_dtype))
     return out.eval()
 
 
