@@ -10,13 +10,13 @@ Needs Debian's Chromium (`apt-get install -y chromium`; .ci/run installs it) and
 Without Chromium the tests fail in CI (CI=true) with a one-line message and are skipped elsewhere.
 """
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -121,14 +121,30 @@ def wait_for_kernel(page, timeout_s: float = 90) -> None:
     raise AssertionError(f"the kernel did not start within {timeout_s} s")
 
 
+def started(page, timeout_s: float = 30) -> bool:
+    """Whether some code cell got an execution prompt ("[*]" or "[n]") within `timeout_s`."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if any(re.search(r"\[(\*|\d+)\]", t) for t in page.locator(".jp-InputPrompt").all_inner_texts()):
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def open_and_run(browser, lab, shots, name: str, widget: str, timeout_s: float = 240):
     """Open a notebook in JupyterLab, run all its cells from the Run menu, wait for `widget` to render."""
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
     wait_for_kernel(page)
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    for attempt in range(3):  # a click that lands while JupyterLab is still settling can be lost: retry it
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        if started(page):
+            break
+    else:
+        page.screenshot(path=shots / f"not_started_{name}.png", full_page=True)
+        raise AssertionError(f"{name}: Run All Cells did not start any cell (3 tries)")
     cell = page.locator(".jp-CodeCell", has=page.locator(widget)).last
     try:
         cell.wait_for(state="attached", timeout=timeout_s * 1000)  # off-screen cells are rendered lazily
