@@ -77,7 +77,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--amp and --channels-last need a CUDA device (--device cuda); this run is on {device}")
     out = args.out or default_out(cfg, args.runs, data_root=args.data)
     t0 = time.perf_counter()
-    res = run_safs(cfg, out=args.out, data_root=args.data, runs=args.runs, device=device, storage=args.storage)
+    res = run_safs(cfg, out=args.out, data_root=args.data, runs=args.runs, device=device, storage=args.storage,
+                   baselines=_baselines(args))
     print(format_run(res))
     print(f"results: {out}/results.json  ({time.perf_counter() - t0:.0f} s this call; "
           f"{res['seconds']['total']:.0f} s of compute in all stages)")
@@ -97,7 +98,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     table = reproduce(preset=args.preset, seeds=tuple(args.seeds), model=args.model, dataset=args.dataset,
                       sparsity=args.sparsity, pruning=args.pruning, data_root=args.data, runs=args.runs,
                       device=_device(args.device), fitness=args.fitness, workers=args.workers,
-                      scheduler=args.scheduler, storage=args.storage)
+                      scheduler=args.scheduler, storage=args.storage, baselines=_baselines(args))
     print(format_summary(table))
     print(f"written: {figures_dir() / 'table1.csv'} and table1.md ({time.perf_counter() - t0:.0f} s this call)")
     return 0
@@ -115,7 +116,7 @@ def _sweep(args: argparse.Namespace) -> int:
     table = sweep(preset=args.preset, seeds=tuple(args.seeds), sparsities=tuple(args.sparsities),
                   prunings=tuple(args.pruning), model=args.model, dataset=args.dataset, data_root=args.data,
                   runs=args.runs, device=_device(args.device), workers=args.workers, scheduler=args.scheduler,
-                  storage=args.storage)
+                  storage=args.storage, baselines=_baselines(args))
     summary = (table[table["method"].isin(["magnitude_pruning", "safs"])]
                .pivot_table(index=["pruning", "sparsity"], columns="method", values="test_accuracy",
                             aggfunc=["mean", "std"]))
@@ -174,6 +175,12 @@ def _hpo_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _baselines(args: argparse.Namespace) -> tuple[str, ...]:
+    from .baselines import DEFAULT_BASELINES, check_baselines
+
+    return DEFAULT_BASELINES if args.baselines is None else check_baselines(args.baselines)
+
+
 def _device(name: str) -> str:
     import torch
 
@@ -202,6 +209,9 @@ _COMMON = {  # options several commands share, with the same meaning everywhere
     "scheduler": dict(default=None, metavar="ADDRESS",
                       help="run on an existing Dask cluster (tcp://host:8786) whose workers share the data "
                            "and runs folders; README, 'Scaling out'"),
+    "baselines": dict(nargs="*", default=None, metavar="NAME",
+                      help="baselines each run computes after stage 1, retrained as stage 1 is: uniform, swish, "
+                           "random, sa, ga (default: uniform swish; give none for none)"),
     "deterministic": dict(action="store_true",
                           help="repeatable CUDA runs (torch.use_deterministic_algorithms): slower kernels; "
                                "CPU runs are repeatable without it"),
@@ -243,13 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pruning", default="layerwise", help=pruning_help)
     r.add_argument("--preset", default="smoke", help=preset_help + "; smoke runs in seconds")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--search", default="lahc", help=f"stage-1 search: {', '.join(SEARCHES)} (the paper: lahc)")
+    r.add_argument("--search", default="lahc", help=f"stage-1 search: {', '.join(SEARCHES)} (the paper: lahc; "
+                   "random, sa and ga spend LAHC's steps + 1 evaluations)")
     r.add_argument("--move", default="reference", help=f"LAHC move: {', '.join(MOVES)}")
     r.add_argument("--fitness", default=SAFSConfig.fitness, help=fitness_help)
     r.add_argument("--out", default=None, help="run folder (default: runs/safs-<config>-<hash>)")
     r.add_argument("--amp", action="store_true", help="CUDA only: mixed precision (bf16, else fp16)")
     r.add_argument("--channels-last", action="store_true", help="CUDA only: NHWC memory format")
-    _common(r, "model", "dataset", "data", "runs", "device", "threads", "deterministic", "storage")
+    _common(r, "model", "dataset", "data", "runs", "device", "threads", "deterministic", "storage", "baselines")
     r.set_defaults(func=_run)
 
     q = sub.add_parser("reproduce", help="Table 1 over seeds: one run per seed, mean and std, next to the paper")
@@ -259,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--pruning", default="layerwise", help=pruning_help)
     q.add_argument("--fitness", default=SAFSConfig.fitness, help=fitness_help)
     _common(q, "model", "dataset", "data", "runs", "device", "threads", "deterministic", "workers", "scheduler",
-            "storage")
+            "storage", "baselines")
     q.set_defaults(func=_reproduce)
 
     w = sub.add_parser("sweep", help="accuracy vs sparsity: MP and SAFS at several sparsities, both pruning methods")
@@ -269,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sparsities to run (default: 0.9 0.95 0.98 0.99)")
     w.add_argument("--pruning", nargs="+", default=["layerwise", "global"], help="layerwise and/or global")
     _common(w, "model", "dataset", "data", "runs", "device", "threads", "deterministic", "workers", "scheduler",
-            "storage")
+            "storage", "baselines")
     w.set_defaults(func=_sweep)
 
     f = sub.add_parser("figures", help="the reproduction's figures from the saved runs of `reproduce` (no training); "

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
+from .baselines import DEFAULT_BASELINES
 from .config import TRAIN_DEFAULTS, SAFSConfig
 from .data import load_data
 from .paths import data_dir, runs_dir
@@ -43,7 +44,7 @@ def check_workers(workers: int | None, scheduler: str | None) -> None:
 
 def run_all(configs: Sequence[SAFSConfig], workers: int | None = None, scheduler: str | None = None,
             data_root: str | os.PathLike | None = None, runs: str | os.PathLike | None = None,
-            device: str = "cpu", progress: bool = True, compare_search: bool = False,
+            device: str = "cpu", progress: bool = True, baselines=DEFAULT_BASELINES,
             storage: str | None = None, on_result: Callable[[int, dict, Path], None] | None = None,
             desc: str = "runs") -> list[dict]:
     """Run (or read back) every config's SAFS run, here or on a Dask cluster; results in the configs' order.
@@ -54,7 +55,7 @@ def run_all(configs: Sequence[SAFSConfig], workers: int | None = None, scheduler
         scheduler: run on the Dask cluster whose scheduler has this address (tcp://host:8786);
             its workers must see the same data and runs folders (a shared file system).
             Neither: one after another in this process.
-        data_root, runs, device, compare_search, storage: passed to every `run_safs`.
+        data_root, runs, device, baselines, storage: passed to every `run_safs`.
         progress: a progress bar of runs done (serially: also each run's own bars).
         on_result: called as on_result(index, results, run folder) when a run is done or read back.
         desc: the progress bar's label.
@@ -71,7 +72,7 @@ def run_all(configs: Sequence[SAFSConfig], workers: int | None = None, scheduler
     outs = [default_out(cfg, runs, data_root=data_root) for cfg in configs]
     results: dict[int, dict] = {}
     failures: list[str] = []
-    kwargs = dict(data_root=data_root, runs=runs, device=device, compare_search=compare_search, storage=storage)
+    kwargs = dict(data_root=data_root, runs=runs, device=device, baselines=baselines, storage=storage)
 
     def done(i: int, res: dict) -> None:
         results[i] = res

@@ -7,7 +7,7 @@ folder's key holds (`safs_lite.runs.run_key`).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .data import INPUT_SHAPES, check_dataset
 from .fitness import check_fitness
@@ -129,11 +129,64 @@ class SAFSConfig:
         """The preset's budgets for this model (MODEL_PRESETS overrides PRESETS)."""
         return MODEL_PRESETS.get((self.model, self.preset), PRESETS[self.preset])
 
-    def full(self) -> dict:
-        """Every setting used: this config plus the preset's budgets and training defaults.
+    def spec(self) -> "RunSpec":
+        """This config resolved: the preset's budgets for this model and the model's training defaults.
 
-        amp and channels_last appear only when on, so runs saved before they
-        existed keep their folder names (the hash of this dict).
+        amp and channels_last enter the spec (and so the key) only when on.
         """
-        cfg = {k: v for k, v in asdict(self).items() if k not in ("amp", "channels_last") or v}
-        return {**cfg, "budgets": asdict(self.budgets()), "train_defaults": asdict(TRAIN_DEFAULTS[self.model])}
+        extra = tuple((k, True) for k in ("amp", "channels_last") if getattr(self, k))
+        return RunSpec(model=self.model, dataset=self.dataset, sparsity=self.sparsity, pruning=self.pruning,
+                       preset=self.preset, budgets=self.budgets(), train=TRAIN_DEFAULTS[self.model], seed=self.seed,
+                       search=self.search, move=self.move, fitness=self.fitness, extra=extra)
+
+    def full(self) -> dict:
+        """Every setting used (`RunSpec.config`): this config plus the preset's budgets and training defaults."""
+        return self.spec().config()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One SAFS run, fully resolved: what `pipeline.run` runs, and what names it.
+
+    Its run key (`key`), folder name (`folder`) and results.json's "config" (`config`)
+    all derive from this one object, so they cannot disagree. `SAFSConfig.spec()`
+    builds it for a built-in model; `safs_lite.search` for a network of your own, whose
+    weights fingerprint and other facts go in `extra`.
+    """
+
+    model: str                   # the network's name (a built-in model, or yours)
+    dataset: str                 # the data's name
+    sparsity: float
+    pruning: str                 # an allocation of `pruning.PRUNING_METHODS`
+    preset: str                  # the budgets' name
+    budgets: Preset              # the budgets themselves
+    train: TrainConfig           # training defaults; every budget is applied to `base`
+    seed: int = 0
+    search: str = "lahc"         # stage 1's search (`lahc.SEARCHES`)
+    move: str = "reference"      # LAHC's move (`lahc.MOVES`)
+    fitness: str = "acc_tiebreak"  # stage 1's score (`fitness.FITNESSES`)
+    extra: tuple = ()            # (name, value) pairs that identify the run too (own model, CUDA options)
+
+    @property
+    def base(self) -> TrainConfig:
+        """The training defaults with the run's seed (what every stage's config is built from)."""
+        return replace(self.train, seed=self.seed)
+
+    def config(self) -> dict:
+        """Every setting used, as saved in results.json's "config" and hashed into the run's key."""
+        fields = {"model": self.model, "dataset": self.dataset, "sparsity": self.sparsity, "pruning": self.pruning,
+                  "preset": self.preset, "seed": self.seed, "search": self.search, "move": self.move,
+                  "fitness": self.fitness}
+        return {**fields, **dict(self.extra), "budgets": asdict(self.budgets), "train_defaults": asdict(self.train)}
+
+    def key(self, data) -> dict:
+        """The run key on `data` (a `Data` or its signature): `runs.run_key`."""
+        from .runs import run_key
+
+        return run_key(self.config(), data)
+
+    def folder(self, data, runs=None):
+        """The run folder named from the key: <runs>/safs-<model>-...-s<seed>-<hash>."""
+        from .runs import config_hash, run_prefix, runs_dir
+
+        return runs_dir(runs) / f"{run_prefix(self.config())}-{config_hash(self.key(data))}"

@@ -69,12 +69,22 @@ def load_results(folders: dict[int, Path]) -> dict[int, dict]:
 
 
 def search_histories(folders: dict[int, Path]) -> dict[str, list]:
-    """LAHC and (where `reproduce` ran it) random-search histories of the runs, by strategy."""
-    out: dict[str, list] = {"LAHC": [], "random search": []}
+    """Stage 1's LAHC history and those of the equal-budget searches the runs computed, by strategy.
+
+    Read from <run>/baseline_<name>_search.csv (random, sa, ga; `baselines`) and, for runs made
+    before the baselines registry, <run>/stage1_random_search.csv.
+    """
+    from .baselines import BASELINES
+
+    out: dict[str, list] = {"LAHC": [], **{b.label: [] for b in BASELINES.values() if b.equal_budget}}
     for folder in folders.values():
         out["LAHC"].append(read_history(folder / "stage1_search.csv"))
-        if (folder / "stage1_random_search.csv").exists():
-            out["random search"].append(read_history(folder / "stage1_random_search.csv"))
+        for name, b in BASELINES.items():
+            files = [folder / f"baseline_{name}_search.csv"] + ([folder / "stage1_random_search.csv"]
+                                                                if name == "random" else [])
+            found = [f for f in files if f.exists()]
+            if b.equal_budget and found:
+                out[b.label].append(read_history(found[0]))
     return {k: v for k, v in out.items() if v}
 
 

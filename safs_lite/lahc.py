@@ -245,7 +245,7 @@ def _checked_vector(vector: Vector, layers: Sequence[str], ops: Sequence[str]) -
 
 
 # The stage-1 searches by name (`SAFSConfig.search`, `--search`).
-SEARCHES = ("lahc", "random")
+SEARCHES = ("lahc", "random", "sa", "ga")  # sa, ga: `safs_lite.metaheuristics`
 
 
 def check_search(name: str) -> str:

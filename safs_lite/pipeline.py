@@ -2,6 +2,7 @@
 
     dense -> prune -> magnitude_pruning (fine-tuned)          [the baseline]
                    -> stage1: LAHC over per-layer operators   [stage1]
+                   -> baseline: uniform, swish, random, sa, ga [baselines, retrained as stage 1]
                    -> stage2: dense operators + learned alpha/beta, HPO  [stage2]
                    -> safs: stage 1's operators + stage 2     [safs]
 
@@ -30,12 +31,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .activations import SEARCH_SPACE, get_activations, get_alpha_beta
-from .config import Preset
+from .baselines import DEFAULT_BASELINES, candidate_config, check_baselines
+from .baselines import choose as choose_baseline
+from .config import Preset, RunSpec
 from .data import Data
 from .fitness import candidate_fitness
 from .hpo import best_config, tune
 from .storage import describe
 from .lahc import SearchConfig, lahc, random_search
+from .metaheuristics import genetic_algorithm, simulated_annealing
 from .models import build_model, check_compatible
 from .pruning import check_sparsity, clone, load_pruned, prune_model, sparsity_report
 from .results import METHODS
@@ -171,11 +175,6 @@ def retrain(pruned: nn.Module, data: Data, ops: dict[str, str], cfg: TrainConfig
                    "sparsity": sparsity_report(model), "train": asdict(cfg), "history": history}
 
 
-def _candidate_config(budgets: Preset, base: TrainConfig) -> TrainConfig:
-    return replace(base, epochs=budgets.candidate_epochs, train_subset=budgets.candidate_subset,
-                   lr=budgets.candidate_lr or base.lr)
-
-
 def stage1(pruned: nn.Module, data: Data, budgets: Preset, base: TrainConfig, fitness: str = "acc_tiebreak",
            search: str = "lahc", move: str = "reference", seed: int = 0, out: str | os.PathLike | None = None,
            progress: bool = True) -> dict:
@@ -187,7 +186,7 @@ def stage1(pruned: nn.Module, data: Data, budgets: Preset, base: TrainConfig, fi
         budgets: the preset (candidate epochs and subset, LAHC steps and history, retrain epochs).
         base: the training defaults every budget is applied to.
         fitness: a candidate's score (`fitness.FITNESSES`).
-        search: "lahc" (the paper's) or "random" (as many evaluations as LAHC's steps + 1).
+        search: "lahc" (the paper's), or "random", "sa" or "ga" with as many evaluations as LAHC's steps + 1.
         move: LAHC's move (`lahc.MOVES`).
         seed: seeds the search and the training.
         out: run folder for the search's CSV log (resumable) and the retrained model; None keeps
@@ -200,14 +199,20 @@ def stage1(pruned: nn.Module, data: Data, budgets: Preset, base: TrainConfig, fi
     """
     base = replace(base, seed=seed)
     csv = Path(out) / "stage1_search.csv" if out is not None else None
-    score = candidate_fitness(pruned, data, _candidate_config(budgets, base), fitness)
+    score = candidate_fitness(pruned, data, candidate_config(budgets, base), fitness)
     sites = list(get_activations(pruned))
     if search == "lahc":
         sc = SearchConfig(steps=budgets.lahc_steps, history=budgets.lahc_history, move=move, seed=seed)
         result = lahc(score, sites, SEARCH_SPACE, sc, csv_path=csv, progress=progress)
-    else:
+    elif search == "random":
         result = random_search(score, sites, SEARCH_SPACE, budgets.lahc_steps + 1, seed=seed, csv_path=csv,
                                progress=progress)
+    elif search == "sa":
+        result = simulated_annealing(score, sites, SEARCH_SPACE, budgets.lahc_steps + 1, seed=seed, csv_path=csv,
+                                     progress=progress)
+    else:
+        result = genetic_algorithm(score, sites, SEARCH_SPACE, budgets.lahc_steps + 1, seed=seed, csv_path=csv,
+                                   progress=progress)
     _, rec = retrain(pruned, data, result.best, replace(base, epochs=budgets.finetune_epochs), False, "stage1",
                      out, progress)
     rec["search"] = {"method": search, "fitness": fitness, "best_val_fitness": result.best_fitness,
@@ -274,66 +279,77 @@ def safs(pruned: nn.Module, data: Data, stage1_ops: dict[str, str], budgets: Pre
     return stage2(pruned, data, stage1_ops, budgets, base, seed, out, name="safs", progress=progress, storage=storage)
 
 
-def random_baseline(pruned: nn.Module, data: Data, budgets: Preset, base: TrainConfig, evaluations: int,
-                    fitness: str = "acc_tiebreak", seed: int = 0, out: str | os.PathLike | None = None,
-                    progress: bool = True) -> dict:
-    """Random search with stage 1's fitness and `evaluations` distinct candidates (LAHC's count): the
-    equal-budget baseline of the search. Its history goes to <out>/stage1_random_search.csv."""
-    t0 = time.perf_counter()
-    score = candidate_fitness(pruned, data, _candidate_config(budgets, replace(base, seed=seed)), fitness)
-    csv = Path(out) / "stage1_random_search.csv" if out is not None else None
-    rnd = random_search(score, list(get_activations(pruned)), SEARCH_SPACE, evaluations, seed=seed, csv_path=csv,
-                        progress=progress)
-    return {"best": rnd.best, "best_val_fitness": rnd.best_fitness, "evaluations": rnd.evaluations,
-            "history_csv": csv.name if csv else None, "seconds": time.perf_counter() - t0}
+def baseline(name: str, pruned: nn.Module, data: Data, budgets: Preset, base: TrainConfig, fitness: str,
+             evaluations: int, seed: int = 0, out: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """A baseline of `baselines.BASELINES`, chosen on validation and retrained exactly as stage 1 is.
+
+    Args:
+        name: "uniform", "swish", "random", "sa" or "ga".
+        pruned: the pruned checkpoint (left untouched).
+        data, budgets, base, fitness, seed: as for `stage1`.
+        evaluations: LAHC's evaluation count (stage 1's record), the budget of the equal-budget searches.
+        out: run folder for the search CSV and the retrained model (<out>/baseline_<name>.pt).
+        progress: progress bars.
+
+    Returns:
+        The stage record (see `retrain`) plus "search": method, best validation fitness, evaluations,
+        history file, seconds spent searching.
+    """
+    base = replace(base, seed=seed)
+    chosen = choose_baseline(name, pruned, data, candidate_config(budgets, base), fitness, evaluations, seed, out,
+                             progress)
+    _, rec = retrain(pruned, data, chosen["ops"], replace(base, epochs=budgets.finetune_epochs), False,
+                     f"baseline_{name}", out, progress)
+    rec["search"] = chosen["search"]
+    return rec
 
 
 # ---------------------------------------------------------------- the whole run
 
 
-def run(dense_model: nn.Module, dense_record: dict, data: Data, sparsity: float, pruning: str, budgets: Preset,
-        base: TrainConfig, out: str | os.PathLike, config: dict, fitness: str = "acc_tiebreak",
-        search: str = "lahc", move: str = "reference", seed: int = 0, runs: str | os.PathLike | None = None,
-        progress: bool = True, compare_search: bool = False, dense_key: dict | None = None,
-        storage: str | None = None) -> dict:
+def run(spec: RunSpec, dense_model: nn.Module, dense_record: dict, data: Data, out: str | os.PathLike,
+        runs: str | os.PathLike | None = None, progress: bool = True, dense_key: dict | None = None,
+        storage: str | None = None, baselines=DEFAULT_BASELINES) -> dict:
     """Chain the stages after dense training into one run folder and return (and save) Table 1's results.
 
     Args:
+        spec: the run (`config.RunSpec`): model and data names, sparsity, allocation, budgets, training
+            defaults, seed and stage 1's choices; results.json's "config" is `spec.config()`.
         dense_model: the trained dense network (left untouched).
         dense_record: its record (at least "test_accuracy" and "seconds").
         data: the dataset.
-        sparsity, pruning: how hard and how to prune.
-        budgets, base: the preset and the training defaults.
-        out: the run folder (created and keyed by the caller: `runs.prepare_out`).
-        config: what results.json's "config" says about the run.
-        fitness, search, move, seed: stage 1's choices and the seed.
+        out: the run folder (created and keyed by the caller: `runs.prepare_out` with `spec.key(data)`).
         runs: runs folder of the baseline's cache.
         progress: progress bars.
-        compare_search: also run `random_baseline` after stage 1 (<out>/stage1_random.json).
         dense_key: identifies the dense network in the baseline's cache key (default: its weights' hash).
         storage: where stage 2's and SAFS's Optuna studies live (`stage2`); no number depends on it.
+        baselines: the methods of `baselines.BASELINES` to compute after stage 1 (each retrained as
+            stage 1 is, <out>/baseline_<name>.json); not part of the key: no other number depends on them.
 
     Returns:
-        The results dict written to <out>/results.json (keys: config, test_accuracy, activations,
-        alpha_beta, sparsity, seconds, data, kit, environment).
+        The results dict written to <out>/results.json (keys: config, test_accuracy, baselines,
+        activations, alpha_beta, sparsity, seconds, data, kit, environment).
     """
-    out = Path(out)
-    base = replace(base, seed=seed)
+    out, names = Path(out), check_baselines(baselines)
+    budgets, base, seed = spec.budgets, spec.base, spec.seed
     timings = {"dense": dense_record["seconds"]}
-    bar = tqdm(total=len(METHODS), initial=1, desc=f"SAFS {100 * sparsity:g}% {pruning}", disable=not progress)
+    bar = tqdm(total=len(METHODS) + len(names), initial=1, desc=f"SAFS {100 * spec.sparsity:g}% {spec.pruning}",
+               disable=not progress)
     ft = replace(base, epochs=budgets.finetune_epochs)
-    _, mp_rec = magnitude_pruning(dense_model, data, sparsity, pruning, ft, runs=runs, progress=progress,
+    _, mp_rec = magnitude_pruning(dense_model, data, spec.sparsity, spec.pruning, ft, runs=runs, progress=progress,
                                   key=dense_key)
     timings["magnitude_pruning"] = mp_rec["seconds"]
     bar.update(1)
-    pruned = prune_model(clone(dense_model), sparsity, pruning)  # the checkpoint every stage starts from
-    s1 = cached_record(out / "stage1.json", lambda: stage1(pruned, data, budgets, base, fitness, search, move, seed,
-                                                           out, progress), timings)
-    if compare_search and search == "lahc" and not (out / "stage1_random.json").exists():
-        save_json(out / "stage1_random.json", random_baseline(pruned, data, budgets, base,
-                                                              s1["search"]["evaluations"], fitness, seed, out,
-                                                              progress))
+    pruned = prune_model(clone(dense_model), spec.sparsity, spec.pruning)  # the checkpoint every stage starts from
+    s1 = cached_record(out / "stage1.json", lambda: stage1(pruned, data, budgets, base, spec.fitness, spec.search,
+                                                           spec.move, seed, out, progress), timings)
     bar.update(1)
+    found = {}
+    for name in names:
+        found[name] = cached_record(out / f"baseline_{name}.json",
+                                    lambda: baseline(name, pruned, data, budgets, base, spec.fitness,
+                                                     s1["search"]["evaluations"], seed, out, progress), timings)
+        bar.update(1)
     s2 = cached_record(out / "stage2.json", lambda: stage2(pruned, data, get_activations(pruned), budgets, base,
                                                            seed, out, "stage2", progress, storage), timings)
     bar.update(1)
@@ -343,9 +359,15 @@ def run(dense_model: nn.Module, dense_record: dict, data: Data, sparsity: float,
     bar.close()
     timings["total"] = sum(timings.values())
     results = {
-        "config": config,
+        "config": spec.config(),
         "test_accuracy": {"dense": dense_record["test_accuracy"], "magnitude_pruning": mp_rec["test_accuracy"],
                           "stage1": s1["test_accuracy"], "stage2": s2["test_accuracy"], "safs": sf["test_accuracy"]},
+        "val_accuracy": {"dense": dense_record.get("val_accuracy"), "magnitude_pruning": mp_rec["val_accuracy"],
+                         "stage1": s1["val_accuracy"], "stage2": s2["val_accuracy"], "safs": sf["val_accuracy"]},
+        "baselines": {name: {"test_accuracy": rec["test_accuracy"], "val_accuracy": rec["val_accuracy"],
+                             "activations": rec["activations"], **{k: rec["search"][k] for k in
+                                                                    ("best_val_fitness", "evaluations")},
+                             "seconds": rec["seconds"]} for name, rec in found.items()},
         "activations": {"stage1": s1["activations"], "safs": sf["activations"]},
         "alpha_beta": {"stage2": s2["alpha_beta"], "safs": sf["alpha_beta"]},
         "sparsity": {"overall": sf["sparsity"]["overall"],

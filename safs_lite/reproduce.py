@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 
 import pandas as pd
+
+from .baselines import DEFAULT_BASELINES
 from .cluster import check_workers, run_all
 from .config import SAFSConfig
 from .paths import figures_dir
@@ -24,7 +26,7 @@ from .storage import check_storage
 def reproduce(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", dataset: str = "mnist",
               sparsity: float = 0.99, pruning: str = "layerwise", data_root: str | os.PathLike | None = None,
               runs: str | os.PathLike | None = None, figures: str | os.PathLike | None = None,
-              progress: bool = True, device: str = "cpu", compare_search: bool = True,
+              progress: bool = True, device: str = "cpu", baselines=DEFAULT_BASELINES,
               fitness: str | None = None, workers: int | None = None, scheduler: str | None = None,
               storage: str | None = None) -> pd.DataFrame:
     """Run or reuse one SAFS run per seed and write Table 1 with mean and standard deviation.
@@ -38,8 +40,8 @@ def reproduce(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", datas
         figures: where table1.csv / table1.md go (default $SAFS_FIGURES, else <repo>/figures).
         progress: progress bars.
         device: "cpu" or "cuda".
-        compare_search: also run random search at LAHC's evaluation count in every run
-            (for `python -m safs_lite figures`; it does not change the table).
+        baselines: methods of `baselines.BASELINES` every run computes after stage 1 (they add
+            columns; they change no other number).
         fitness: stage-1 fitness (default: `SAFSConfig`'s; "val_acc" is the reference code's).
         workers: run the seeds on a LocalCluster of this many single-threaded processes.
         scheduler: run them on the Dask cluster at this address (shared data and runs folders).
@@ -58,7 +60,7 @@ def reproduce(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", datas
     if storage is not None:
         check_storage(storage)
     done = run_all(configs, workers, scheduler, data_root=data_root, runs=runs, device=device, progress=progress,
-                   compare_search=compare_search, storage=storage, desc="reproduce")
+                   baselines=baselines, storage=storage, desc="reproduce")
     table = table1({cfg.seed: res for cfg, res in zip(configs, done)})
     out = figures_dir(figures)
     table.to_csv(out / "table1.csv", index_label="row")

@@ -32,6 +32,18 @@ PAPER_TABLE1 = {
 }
 
 
+def accuracies(res: Mapping) -> dict[str, float]:
+    """Every method's test accuracy in one run's results.json: Table 1's five, then each baseline it computed."""
+    return {**res["test_accuracy"], **{name: b["test_accuracy"] for name, b in res.get("baselines", {}).items()}}
+
+
+def baseline_names(results: Mapping[int, Mapping]) -> list[str]:
+    """The baselines every one of these runs computed, in registry order."""
+    from .baselines import BASELINES
+
+    return [n for n in BASELINES if results and all(n in r.get("baselines", {}) for r in results.values())]
+
+
 def gain(acc: Mapping[str, float]) -> float:
     """The SAFS gain: SAFS minus magnitude pruning, in points."""
     return acc["safs"] - acc["magnitude_pruning"]
@@ -63,6 +75,12 @@ def format_run(res: dict) -> str:
     rows = {"this run": with_gain(res["test_accuracy"]), "paper": paper_row(c)}
     lines += [f"{name:<12}" + "".join(fmt(k, row[k]) for k in COLUMNS) for name, row in rows.items() if row]
     lines.append("operators found: " + ", ".join(f"{k}={v}" for k, v in res["activations"]["safs"].items()))
+    if res.get("baselines"):
+        from .baselines import BASELINES
+
+        lines.append("baselines, retrained as stage 1 (test accuracy, %; SAFS minus baseline): " + "; ".join(
+            f"{BASELINES[n].label} {b['test_accuracy']:.2f} ({res['test_accuracy']['safs'] - b['test_accuracy']:+.2f})"
+            for n, b in res["baselines"].items()))
     return "\n".join(lines)
 
 
@@ -71,14 +89,16 @@ def table1(results: dict[int, dict]) -> pd.DataFrame:
 
     Returns:
         One row per seed ("seed S"), then "mean", "std" and, when the setting is the
-        paper's (99% layer-wise, a Table 1 model), "paper"; columns COLUMNS plus "seconds".
+        paper's (99% layer-wise, a Table 1 model), "paper"; columns COLUMNS, then one per
+        baseline that every run computed (`baseline_names`), plus "seconds".
     """
     if not results:
         raise ValueError("no runs to tabulate")
-    rows = {}
+    rows, extra = {}, baseline_names(results)
     for seed, res in results.items():
-        rows[f"seed {seed}"] = {**with_gain(res["test_accuracy"]), "seconds": res["seconds"]["total"]}
-    table = pd.DataFrame.from_dict(rows, orient="index")[COLUMNS + ["seconds"]]
+        rows[f"seed {seed}"] = {**with_gain(res["test_accuracy"]), **{n: accuracies(res)[n] for n in extra},
+                                "seconds": res["seconds"]["total"]}
+    table = pd.DataFrame.from_dict(rows, orient="index")[COLUMNS + extra + ["seconds"]]
     summary = {"mean": table.mean(), "std": table.std(ddof=1) if len(table) > 1 else table.mean() * float("nan")}
     table = pd.concat([table, pd.DataFrame(summary).T])
     paper = paper_row(next(iter(results.values()))["config"])

@@ -16,21 +16,21 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .activations import activation_sites, get_activations, get_alpha_beta
-from .config import DEFAULT_TRAIN, TRAIN_DEFAULTS, SAFSConfig, check_preset
+from .baselines import DEFAULT_BASELINES, check_baselines
+from .config import DEFAULT_TRAIN, TRAIN_DEFAULTS, RunSpec, SAFSConfig, check_preset
 from .data import Data, load_data
 from .fitness import check_fitness
 from .lahc import check_move, check_search
 from .pipeline import dense, run, stage2_study, train_dense, weights_fingerprint
 from .pruning import check_pruning, check_sparsity, clone, is_pruned, prune_model
-from .runs import (check_writable, config_hash, default_out, key_diff, load_json, load_safs_model, prepare_out,
-                   run_key, run_prefix, runs_dir)
+from .runs import check_writable, default_out, key_diff, load_json, load_safs_model, prepare_out, run_key
 from .searchable import make_searchable
 from .storage import check_storage, this_worker, workers_of
 from .training import TrainConfig, cuda_options, evaluate
@@ -38,7 +38,7 @@ from .training import TrainConfig, cuda_options, evaluate
 
 def run_safs(config: SAFSConfig = SAFSConfig(), out: str | os.PathLike | None = None,
              data_root: str | os.PathLike | None = None, runs: str | os.PathLike | None = None,
-             progress: bool = True, device: str = "cpu", compare_search: bool = False,
+             progress: bool = True, device: str = "cpu", baselines=DEFAULT_BASELINES,
              storage: str | None = None) -> dict:
     """Run the whole SAFS pipeline for one built-in setting and return (and save) its results.
 
@@ -51,20 +51,19 @@ def run_safs(config: SAFSConfig = SAFSConfig(), out: str | os.PathLike | None = 
         runs: runs folder for the shared dense / magnitude-pruning caches.
         progress: show progress bars.
         device: "cpu" or "cuda"; the data and the dense model are moved there once.
-        compare_search: also run random search with the same fitness and as many
-            evaluations as LAHC made, after stage 1 (history in
-            `<out>/stage1_random_search.csv`, summary in `stage1_random.json`); the
-            reported numbers do not depend on it. Off by default (it costs about
-            one more stage 1 search).
+        baselines: methods of `baselines.BASELINES` computed after stage 1 at the same budget and
+            retrained as stage 1 is (default: uniform and swish; random, sa and ga cost a stage 1
+            each). Not part of the run's key; a rerun with more adds only the new ones.
         storage: an Optuna storage URL for the stage-2 studies, shared with other processes
             (`hpo_worker`; `safs_lite.storage` lists the forms); default: <out>/<stage>_hpo/study.db.
             Not part of the run's key: it moves no number.
 
     Returns:
         The results dict written to `<out>/results.json` (keys: config,
-        test_accuracy, activations, alpha_beta, sparsity, seconds, data, kit, environment).
+        test_accuracy, baselines, activations, alpha_beta, sparsity, seconds, data, kit, environment).
     """
     config.validate()
+    baselines = check_baselines(baselines)
     if storage is not None:
         check_storage(storage)
     if (config.amp or config.channels_last) and not str(device).startswith("cuda"):
@@ -81,9 +80,8 @@ def run_safs(config: SAFSConfig = SAFSConfig(), out: str | os.PathLike | None = 
         budgets, base = config.budgets(), replace(TRAIN_DEFAULTS[config.model], seed=config.seed)
         dense_model, dense_rec = train_dense(config.model, data, replace(base, epochs=budgets.dense_epochs),
                                              runs=runs, progress=progress, device=device)
-        return run(dense_model, dense_rec, data, config.sparsity, config.pruning, budgets, base, out,
-                   config.full(), config.fitness, config.search, config.move, config.seed, runs, progress,
-                   compare_search, dense_key=dense_rec["config"], storage=storage)
+        return run(config.spec(), dense_model, dense_rec, data, out, runs, progress, dense_key=dense_rec["config"],
+                   storage=storage, baselines=baselines)
 
 
 def hpo_worker(run_dir: str | os.PathLike, storage: str | None = None, stages=("stage2", "safs"),
@@ -176,7 +174,7 @@ def search(model: nn.Module, data: Data, sparsity: float = 0.9, pruning: str = "
            out: str | os.PathLike | None = None, train: TrainConfig | None = None, train_dense: bool = False,
            seed: int = 0, fitness: str = SAFSConfig.fitness, method: str = "lahc", move: str = "reference",
            name: str | None = None, runs: str | os.PathLike | None = None, progress: bool = True,
-           device: str = "cpu") -> SAFSResult:
+           device: str = "cpu", baselines=DEFAULT_BASELINES) -> SAFSResult:
     """SAFS on a network of your own: prune it, search its activations, learn their scales; return the result.
 
     The network's activations become SAFS sites (`make_searchable`; module activations and, where
@@ -201,6 +199,7 @@ def search(model: nn.Module, data: Data, sparsity: float = 0.9, pruning: str = "
         runs: runs folder (default $SAFS_RUNS, else <repo>/runs).
         progress: progress bars.
         device: "cpu" or "cuda".
+        baselines: methods of `baselines.BASELINES` computed after stage 1 (see `run_safs`).
 
     Returns:
         A `SAFSResult`: `.model` (the final sparse model), `.results` (written to
@@ -221,13 +220,13 @@ def search(model: nn.Module, data: Data, sparsity: float = 0.9, pruning: str = "
     model.to(device).eval()
     _check_outputs(model, data, device)
     name = name or type(model).__name__
-    full = {"model": name, "dataset": data.name, "sparsity": sparsity, "pruning": pruning, "preset": preset,
-            "seed": seed, "search": method, "move": move, "fitness": fitness, "budgets": asdict(budgets),
-            "train_defaults": asdict(base), "train_dense": train_dense, "weights": weights_fingerprint(model),
-            "own_model": True}
-    key = run_key(full, data)
+    baselines = check_baselines(baselines)
+    spec = RunSpec(model=name, dataset=data.name, sparsity=sparsity, pruning=pruning, preset=preset, budgets=budgets,
+                   train=base, seed=seed, search=method, move=move, fitness=fitness,
+                   extra=(("train_dense", train_dense), ("weights", weights_fingerprint(model)), ("own_model", True)))
+    key = spec.key(data)
     explicit = out is not None
-    out = Path(out) if explicit else runs_dir(runs) / f"{run_prefix(full)}-{config_hash(key)}"
+    out = Path(out) if explicit else spec.folder(data, runs)
     prepare_out(out, key, explicit)
     if device != "cpu":
         data = data.to(device)
@@ -237,8 +236,7 @@ def search(model: nn.Module, data: Data, sparsity: float = 0.9, pruning: str = "
     else:
         dense_rec = {"test_accuracy": evaluate(model, data, "test")["accuracy"],
                      "val_accuracy": evaluate(model, data, "val")["accuracy"], "seconds": 0.0}
-    results = run(model, dense_rec, data, sparsity, pruning, budgets, base, out, full, fitness, method, move, seed,
-                  runs, progress)
+    results = run(spec, model, dense_rec, data, out, runs, progress, baselines=baselines)
     return SAFSResult(load_safs_model(out, "safs", model=model), results, out)
 
 

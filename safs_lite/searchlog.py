@@ -188,6 +188,10 @@ class SearchLog:
                         "seconds": seconds}
         return self.cache[key]
 
+    def distinct(self) -> int:
+        """Distinct vectors scored by the steps so far (a resumed search replays them in order)."""
+        return len(self.seen)
+
     def record(self, accepted: bool) -> None:
         """Finish the row of the last evaluated step: update the best, append and flush."""
         row = self.pending

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .baselines import DEFAULT_BASELINES
 from .cluster import check_workers, run_all
 from .config import SAFSConfig
 from .paths import figures_dir
@@ -58,6 +59,11 @@ def result_rows(res: dict, out: str | os.PathLike) -> list[dict]:
                      "sparsity": cfg["sparsity"], "pruning": cfg["pruning"], "seed": cfg["seed"],
                      "method": method, "test_accuracy": res["test_accuracy"][method], "val_accuracy": val,
                      "seconds": res["seconds"][method], "run": out.name})
+    for name, b in res.get("baselines", {}).items():  # each retrained as stage 1, chosen on validation
+        rows.append({"model": cfg["model"], "dataset": cfg["dataset"], "preset": cfg["preset"],
+                     "sparsity": cfg["sparsity"], "pruning": cfg["pruning"], "seed": cfg["seed"],
+                     "method": name, "test_accuracy": b["test_accuracy"], "val_accuracy": b["val_accuracy"],
+                     "seconds": b["seconds"], "run": out.name})
     return rows
 
 
@@ -65,7 +71,7 @@ def sweep(preset: str = "sweep", seeds=(0, 1, 2), sparsities=SPARSITIES, pruning
           model: str = "lenet5", dataset: str = "mnist", data_root: str | os.PathLike | None = None,
           runs: str | os.PathLike | None = None, figures: str | os.PathLike | None = None,
           progress: bool = True, device: str = "cpu", workers: int | None = None, scheduler: str | None = None,
-          storage: str | None = None) -> pd.DataFrame:
+          storage: str | None = None, baselines=DEFAULT_BASELINES) -> pd.DataFrame:
     """Run (or reuse) every run of the sweep; write the tidy CSV and the figure.
 
     Args:
@@ -79,6 +85,7 @@ def sweep(preset: str = "sweep", seeds=(0, 1, 2), sparsities=SPARSITIES, pruning
         workers: run on a LocalCluster of this many single-threaded processes.
         scheduler: run on the Dask cluster at this address (shared data and runs folders).
         storage: an Optuna storage URL for every run's stage-2 studies (`safs_lite.storage`).
+        baselines: methods of `baselines.BASELINES` every run computes (rows of their own).
 
     Returns:
         The tidy table written to `<figures>/accuracy_vs_sparsity.csv` (columns CSV_COLUMNS).
@@ -96,7 +103,7 @@ def sweep(preset: str = "sweep", seeds=(0, 1, 2), sparsities=SPARSITIES, pruning
         table.to_csv(out_dir / "accuracy_vs_sparsity.csv", index=False)
 
     run_all(configs, workers, scheduler, data_root=data_root, runs=runs, device=device, progress=progress,
-            storage=storage, on_result=write, desc="sweep")
+            storage=storage, baselines=baselines, on_result=write, desc="sweep")
     table = pd.DataFrame([r for k in sorted(rows) for r in rows[k]], columns=CSV_COLUMNS)
     plot_sweep(table, path=out_dir / "accuracy_vs_sparsity.png")
     return table

@@ -30,7 +30,8 @@ def reproduced(tmp_path_factory):
     """`reproduce --preset smoke` with two seeds at 90% sparsity (no paper row there), then `figures`."""
     tmp = tmp_path_factory.mktemp("repro")
     figures, runs = tmp / "figures", tmp / "runs"
-    args = ("reproduce", "--preset", "smoke", "--seeds", "0", "1", "--sparsity", "0.9", "--runs", str(runs))
+    args = ("reproduce", "--preset", "smoke", "--seeds", "0", "1", "--sparsity", "0.9", "--runs", str(runs),
+            "--baselines", "random")
     r = cli(*args, figures=figures)
     assert r.returncode == 0, r.stderr[-2000:]
     f = cli("figures", "--preset", "smoke", "--seeds", "0", "1", "--sparsity", "0.9", "--runs", str(runs),
@@ -59,9 +60,9 @@ def test_reproduce_runs_random_search_at_lahcs_budget(reproduced):
     _, runs, _, _ = reproduced
     for folder in runs.glob("safs-*-smoke-s*"):
         lahc = json.loads((folder / "stage1.json").read_text())["search"]
-        rnd = json.loads((folder / "stage1_random.json").read_text())
+        rnd = json.loads((folder / "baseline_random.json").read_text())["search"]
         assert rnd["evaluations"] == lahc["evaluations"]
-        rows = read_history(folder / "stage1_random_search.csv")
+        rows = read_history(folder / "baseline_random_search.csv")
         vectors = [tuple(r["vector"].values()) for r in rows]
         assert len(vectors) == len(set(vectors)) == lahc["evaluations"]  # distinct samples, not a walk
         assert rnd["best_val_fitness"] == max(r["fitness"] for r in rows)

@@ -13,6 +13,7 @@ import safs_lite.config
 from safs_lite import SEARCH_SPACE, build_model, load_data, prune_model, train_dense
 from safs_lite.pruning import masks, prunable_layers
 from safs_lite import PRESETS, SAFSConfig, load_safs_model, run_safs
+from safs_lite.baselines import DEFAULT_BASELINES
 
 SITES = ["conv1", "conv2", "fc1", "fc2"]
 REAL_FINETUNE = safs_lite.hpo.finetune_with
@@ -41,8 +42,8 @@ def test_cli_run_prints_the_table_next_to_the_papers(smoke_run):
 def test_results_json_schema(smoke_run):
     out, _ = smoke_run
     res = json.loads((out / "results.json").read_text())
-    assert set(res) == {"config", "test_accuracy", "activations", "alpha_beta", "sparsity", "seconds",
-                        "data", "kit", "environment"}
+    assert set(res) == {"config", "test_accuracy", "val_accuracy", "baselines", "activations", "alpha_beta",
+                        "sparsity", "seconds", "data", "kit", "environment"}
     c = res["config"]
     assert {"model", "dataset", "sparsity", "pruning", "preset", "seed", "budgets"} <= set(c)
     assert (c["model"], c["dataset"], c["sparsity"], c["pruning"], c["preset"], c["seed"]) == \
@@ -63,7 +64,10 @@ def test_results_json_schema(smoke_run):
     assert any(abs(a - 1) > 1e-6 or abs(b - 1) > 1e-6 for a, b in res["alpha_beta"]["stage2"].values())
     assert res["sparsity"]["overall"] == pytest.approx(0.99, abs=1e-3)
     assert set(res["sparsity"]["per_layer"]) == {"conv1", "conv2", "fc1", "fc2", "fc3"}
-    assert set(res["seconds"]) == {"dense", "magnitude_pruning", "stage1", "stage2", "safs", "total"}
+    assert set(res["val_accuracy"]) == set(acc)
+    assert list(res["baselines"]) == list(DEFAULT_BASELINES)  # computed by default, retrained as stage 1
+    assert set(res["seconds"]) == {"dense", "magnitude_pruning", "stage1", "stage2", "safs", "total",
+                                   *(f"baseline_{n}" for n in DEFAULT_BASELINES)}
     assert res["seconds"]["total"] == pytest.approx(sum(v for k, v in res["seconds"].items() if k != "total"))
     assert set(res["environment"]) == {"python", "torch", "device", "threads"}
     saved = json.loads((out / "config.json").read_text())
@@ -126,7 +130,7 @@ def test_interrupted_run_resumes_without_redoing_work(tmp_path, monkeypatch):
     # Reference: one uninterrupted run, counting every fine-tune (candidates start in safs_lite.fitness).
     calls = _counting(monkeypatch, safs_lite.fitness)
     hpo_calls = _counting(monkeypatch, safs_lite.hpo)
-    ref = run_safs(cfg, out=tmp_path / "ref", progress=False)
+    ref = run_safs(cfg, out=tmp_path / "ref", progress=False, baselines=())  # stage-1 candidates only
     evaluations = len(calls)  # stage-1 candidates
     assert 1 <= evaluations <= steps + 1
     assert len(hpo_calls) == 2 * trials
@@ -134,29 +138,29 @@ def test_interrupted_run_resumes_without_redoing_work(tmp_path, monkeypatch):
     # Killed during stage 1 after 2 candidate evaluations ...
     calls = _counting(monkeypatch, safs_lite.fitness, kill_after=2)
     with pytest.raises(Killed):
-        run_safs(cfg, out=tmp_path / "run", progress=False)
+        run_safs(cfg, out=tmp_path / "run", progress=False, baselines=())
     rows = (tmp_path / "run" / "stage1_search.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2  # header + the two finished evaluations
     # ... then killed during stage 2 after 2 trials ...
     calls = _counting(monkeypatch, safs_lite.fitness)
     hpo_calls = _counting(monkeypatch, safs_lite.hpo, kill_after=2)
     with pytest.raises(Killed):
-        run_safs(cfg, out=tmp_path / "run", progress=False)
+        run_safs(cfg, out=tmp_path / "run", progress=False, baselines=())
     assert len(calls) == evaluations - 2  # finished ones not redone
     assert (tmp_path / "run" / "stage1.json").exists() and not (tmp_path / "run" / "stage2.json").exists()
     # ... and finished: only the missing trials run, and the numbers equal the uninterrupted run's.
     calls = _counting(monkeypatch, safs_lite.fitness)
     hpo_calls = _counting(monkeypatch, safs_lite.hpo)
-    res = run_safs(cfg, out=tmp_path / "run", progress=False)
+    res = run_safs(cfg, out=tmp_path / "run", progress=False, baselines=())
     assert not calls
     assert len(hpo_calls) == 2 * trials - 2
     assert res["test_accuracy"] == ref["test_accuracy"]
     assert res["activations"] == ref["activations"] and res["alpha_beta"] == ref["alpha_beta"]
 
 
-def test_random_search_baseline_uses_the_same_budget(tmp_path):
+def test_random_search_as_stage1_spends_lahcs_step_budget(tmp_path):
     cfg = SAFSConfig(preset="smoke", seed=2, sparsity=0.9, search="random")
-    run_safs(cfg, out=tmp_path / "rs", progress=False)
+    run_safs(cfg, out=tmp_path / "rs", progress=False, baselines=())
     rec = json.loads((tmp_path / "rs" / "stage1.json").read_text())
     assert rec["search"]["method"] == "random"
     assert rec["search"]["evaluations"] == PRESETS["smoke"].lahc_steps + 1
@@ -166,7 +170,7 @@ def test_random_search_baseline_uses_the_same_budget(tmp_path):
     (("--preset", "fast"), "unknown preset 'fast'; valid: smoke, demo, cpu, sweep, paper"),
     (("--model", "alexnet"), "unknown model 'alexnet'"),
     (("--sparsity", "-0.5"), "sparsity must be in [0, 1)"),
-    (("--search", "grid"), "unknown search 'grid'; valid: lahc, random"),
+    (("--search", "grid"), "unknown search 'grid'; valid: lahc, random, sa, ga"),
     (("--out", "/proc/nowhere/run"), "not writable"),
 ])
 def test_run_bad_input_is_one_line(args, message):
@@ -203,5 +207,6 @@ def test_search_and_hpo_never_read_the_test_split(tmp_path, split_reads):
     reads = split_reads
     run_safs(SAFSConfig(preset="smoke", seed=3, sparsity=0.9), out=tmp_path / "run", progress=False)
     assert any(inside for _, inside in reads) and {s for s, i in reads if i} == {"train", "val"}
-    # outside the decisions, test is read once per reported number: dense, MP (before and after), 3 stages
-    assert sum(s == "test" for s, _ in reads) == 1 + 2 + 3
+    # outside the decisions, test is read once per reported number: dense, MP (before and after), 3 stages,
+    # and each baseline's retrained model (the baselines' candidates are decisions: validation only)
+    assert sum(s == "test" for s, _ in reads) == 1 + 2 + 3 + len(DEFAULT_BASELINES)

@@ -203,8 +203,8 @@ def test_table1_row_runs_end_to_end(tiny_root, tmp_path, model, dataset):
     res = run_safs(cfg, out=tmp_path / "run", data_root=tiny_root, progress=False)
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == json.loads(json.dumps(res))
-    assert set(res) == {"config", "test_accuracy", "activations", "alpha_beta", "sparsity", "seconds",
-                        "data", "kit", "environment"}
+    assert set(res) == {"config", "test_accuracy", "val_accuracy", "baselines", "activations", "alpha_beta",
+                        "sparsity", "seconds", "data", "kit", "environment"}
     assert (res["config"]["model"], res["config"]["dataset"]) == (model, dataset)
     assert set(res["test_accuracy"]) == {"dense", "magnitude_pruning", "stage1", "stage2", "safs"}
     assert all(0.0 <= v <= 100.0 for v in res["test_accuracy"].values())
@@ -216,7 +216,8 @@ def test_table1_row_runs_end_to_end(tiny_root, tmp_path, model, dataset):
         assert list(ab) == sites and all(len(v) == 2 for v in ab.values())
     assert res["sparsity"]["overall"] == pytest.approx(0.99, abs=1e-3)
     assert set(res["sparsity"]["per_layer"]) == set(prunable_layers(build_model(model)))
-    assert set(res["seconds"]) == {"dense", "magnitude_pruning", "stage1", "stage2", "safs", "total"}
+    assert set(res["seconds"]) == {"dense", "magnitude_pruning", "stage1", "stage2", "safs", "total",
+                                   *(f"baseline_{n}" for n in res["baselines"])}
     assert (model, dataset) in PAPER_TABLE1
     net = load_safs_model(tmp_path / "run", "safs")  # rebuilt with the dataset's number of classes
     shape = (2, 3, 16, 16) if dataset == "imagenet16" else (2, 3, 32, 32)

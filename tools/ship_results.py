@@ -104,6 +104,8 @@ def collect(folder: Path, runs: Path, dest: Path, data_root: Path | None, defaul
     for name in FILES:
         if (folder / name).exists():
             shutil.copy2(folder / name, out / name)
+    for path in sorted(folder.glob("baseline_*.json")) + sorted(folder.glob("baseline_*_search.csv")):
+        shutil.copy2(path, out / path.name)  # the baselines' records and search logs (`safs_lite.baselines`)
     for study in STUDIES:
         db = folder / study / "study.db"
         if db.exists():
