@@ -60,8 +60,12 @@ def prune_model(model: nn.Module, sparsity: float, method: str = "layerwise") ->
         method: the allocation. "layerwise" removes that fraction from every prunable layer (the
             paper's; at 0.99 LeNet-5's conv1 keeps 2 of 150 weights); "global"
             removes the globally smallest weights, so layers end up with
-            different sparsities; "erk" and "protected" fix each layer's kept count first
-            (`kept_counts`), then remove that layer's smallest weights.
+            different sparsities; "erk" (Erdos-Renyi-Kernel, Evci et al. 2020) gives each layer a
+            density proportional to (sum of its weight's dims) / (product of its dims), so small layers
+            stay denser; "protected" keeps the first layer dense, prunes the last at most 80% and the
+            rest at one common sparsity raised to meet the target (Gale et al. 2019; RigL also keeps the
+            first layer dense), and raises ValueError when no such split meets it. erk and protected fix
+            each layer's kept count first (`kept_counts`), then remove that layer's smallest weights.
 
     Returns:
         The same model, with pruning masks attached.
@@ -181,6 +185,18 @@ def kept_counts(model: nn.Module, sparsity: float, method: str = "layerwise") ->
     else:
         quota = _protected_quota(sizes, sparsity, budget)
     return _largest_remainder(quota, sizes, budget)
+
+
+def layer_sparsities(model: nn.Module, sparsity: float, method: str = "layerwise") -> dict[str, float]:
+    """The sparsity (fraction removed) each prunable layer gets under an allocation: `kept_counts` as fractions.
+
+    Example:
+        >>> from safs_lite import build_model
+        >>> {k: round(v, 4) for k, v in layer_sparsities(build_model("lenet5"), 0.99, "erk").items()}
+        {'conv1': 0.9333, 'conv2': 0.9917, 'fc1': 0.9925, 'fc2': 0.9876, 'fc3': 0.9321}
+    """
+    sizes = {n: m.weight.numel() for n, m in prunable_layers(model).items()}
+    return {n: 1.0 - k / sizes[n] for n, k in kept_counts(model, sparsity, method).items()}
 
 
 def allocation_table(model: nn.Module, sparsity: float, methods=PRUNING_METHODS, labels=None):

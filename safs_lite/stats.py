@@ -133,8 +133,8 @@ def paired(a: Sequence[float], b: Sequence[float], tol: float = TIE_TOLERANCE, n
     t_low, t_high = t_interval(d, confidence)
     return {"n": int(d.size), "mean_a": float(np.mean(a)), "mean_b": float(np.mean(b)),
             "mean_diff": float(d.mean()), "median_diff": float(np.median(d)), "ci_low": low, "ci_high": high,
-            "ci_method": method, "t_low": t_low, "t_high": t_high, "p_wilcoxon": wilcoxon_p(d), "wins": wins, "ties": ties, "losses": losses,
-            "diffs": tuple(float(x) for x in d)}
+            "ci_method": method, "t_low": t_low, "t_high": t_high, "p_wilcoxon": wilcoxon_p(d), "wins": wins,
+            "ties": ties, "losses": losses, "diffs": tuple(float(x) for x in d)}
 
 
 def _accuracies(results: Mapping[int, dict] | Sequence[dict], key: str) -> dict[int, dict[str, float]]:
@@ -226,5 +226,8 @@ def format_comparison(table: pd.DataFrame, style: str = "markdown", labels: Mapp
         lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
-    fmt = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
+
+    def fmt(row: list[str]) -> str:  # the comparison left-aligned, numbers right-aligned
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
     return "\n".join(fmt(row) for row in [head, *body]) + "\n"

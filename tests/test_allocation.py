@@ -10,7 +10,7 @@ from torch.nn.utils import prune
 
 from safs_lite import build_model, masks, prune_model
 from safs_lite.pruning import (PRUNING_METHODS, PROTECTED_LAST_MAX, _erk_quota, allocation_table, clone,
-                               kept_counts, prunable_layers)
+                               kept_counts, layer_sparsities, prunable_layers)
 
 TARGETS = [0.9, 0.95, 0.99, 0.995]
 
@@ -48,6 +48,8 @@ def test_overall_sparsity_is_met_exactly(name, s, method):
     assert sum(kept(model).values()) == budget
     assert sum(int((m.weight == 0).sum()) for m in prunable_layers(model).values()) == sum(n.values()) - budget
     assert kept(model) == kept_counts(MODELS[name](), s, method)  # the planned counts are the pruned ones
+    expected = {layer: 1 - k / n[layer] for layer, k in kept(model).items()}
+    assert layer_sparsities(MODELS[name](), s, method) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("name", MODELS)
