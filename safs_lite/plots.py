@@ -621,6 +621,47 @@ def plot_sweep(table: pd.DataFrame, path: str | os.PathLike | None = None, metho
                                      reference=paper_points(first["model"], first["dataset"]), title=title)
 
 
+
+def plot_gain_vs_baseline(gain: Sequence[float], baseline: Sequence[float], allocation: Sequence[str] | None = None,
+                          xlabel: str = "magnitude pruning test accuracy (%)", title: str | None = None,
+                          majority: float | None = None, path: str | os.PathLike | None = None) -> Figure:
+    """When SAFS helps: each seed's gain (SAFS - MP, points) against its baseline, one marker per allocation.
+
+    Args:
+        gain: per-seed gains, in points.
+        baseline: the same seeds' x values: MP's accuracy, or MP's live connected units (`mechanism_table`).
+        allocation: per-seed allocation labels ("layerwise", "erk", ...); None: one group.
+        xlabel: the x axis' label (say which baseline `baseline` is).
+        title: figure title.
+        majority: if given, a dotted vertical line at this x (the majority class's share: a collapsed MP).
+        path: PNG file to write, or None.
+
+    Returns:
+        The figure: one scatter collection per allocation (one point per seed) and a dashed line at zero gain.
+    """
+    gain, baseline = np.asarray(gain, dtype=float), np.asarray(baseline, dtype=float)
+    groups = np.asarray(["all seeds"] * len(gain) if allocation is None else list(allocation), dtype=object)
+    if not len(gain) == len(baseline) == len(groups) or gain.ndim != 1:
+        raise ValueError(f"gain, baseline and allocation need one value per seed each, got {len(gain)}, "
+                         f"{len(baseline)} and {len(groups)}")
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for i, group in enumerate(dict.fromkeys(groups)):
+        pick = groups == group
+        ax.scatter(baseline[pick], gain[pick], marker="osD^v<>"[i % 7], s=36, alpha=0.85,
+                   label=f"{group} ({int(pick.sum())} seeds)")
+    ax.axhline(0, color="0.4", lw=0.8, ls="--")
+    if majority is not None:
+        ax.axvline(majority, color="0.5", lw=0.8, ls=":", label="majority class (MP collapsed)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("SAFS gain over MP (points)")
+    ax.set_title(title or "per-seed gain against the baseline", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
+
+
 # ---------------------------------------------------------------- the activation operators
 
 
