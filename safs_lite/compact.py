@@ -52,7 +52,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .activations import Activation
+from .activations import ACTIVATIONS, Activation
 
 ENGINES = ("dense", "compact", "auto")
 
@@ -241,10 +241,46 @@ class _Layer:
             return F.conv2d(x, ws, bl, self.stride), c_out
         batch = x.shape[0]
         xt = x.reshape(batch, -1).index_select(1, self.x_idx).view(batch, self.n_taps, -1)  # (B, taps, P)
-        y = torch.matmul(ws, xt)  # (B, lo, P)
+        y = torch.einsum("ot,btp->bop", ws, xt)  # (B, lo, P); 2-3x faster than matmul at these shapes
         if bl is not None:
             y = y + bl[:, None]
         return y.view(batch, self.n_live, *self.out_hw), c_out
+
+
+def _bare(act: nn.Module) -> Callable[[Tensor], Tensor]:
+    """The site's operator alone where alpha and beta are frozen at 1 (1 * x is x exactly), else the site."""
+    if isinstance(act, Activation) and not act.alpha.requires_grad and not act.beta.requires_grad \
+            and act.alpha.item() == 1.0 and act.beta.item() == 1.0:
+        return ACTIVATIONS[act.op_name]
+    return act
+
+
+def _window_max(x: Tensor, k: tuple[int, int]) -> Tensor:
+    """Max over non-overlapping k windows, as a max of strided slices."""
+    oh, ow = x.shape[2] // k[0], x.shape[3] // k[1]
+    parts = [x[:, :, i:oh * k[0]:k[0], j:ow * k[1]:k[1]] for i in range(k[0]) for j in range(k[1])]
+    out = parts[0]
+    for v in parts[1:]:
+        out = torch.maximum(out, v)
+    return out
+
+
+def _max_pool(x: Tensor, pool: dict) -> Tensor:
+    """F.max_pool2d(x, **pool); without autograd, a max of strided slices where the windows do not overlap.
+
+    The slices give the same values (NaN included) faster than torch's CPU kernel, which also
+    computes argmax indices. With autograd, F.max_pool2d itself runs, so a tie's gradient goes to
+    the first maximum, as in the dense network (a slice-based backward measured slower).
+    """
+    k, s = pool["kernel_size"], pool.get("stride") or pool["kernel_size"]
+    k, s = (k, k) if isinstance(k, int) else tuple(k), (s, s) if isinstance(s, int) else tuple(s)
+    plain = k == s and pool.get("padding", 0) in (0, (0, 0)) and pool.get("dilation", 1) in (1, (1, 1)) \
+        and not pool.get("ceil_mode", False)
+    if not plain:
+        return F.max_pool2d(x, **pool)
+    if x.requires_grad and torch.is_grad_enabled():
+        return F.max_pool2d(x, **pool)
+    return _window_max(x, k)
 
 
 class _ZeroGrads(torch.autograd.Function):
@@ -370,14 +406,14 @@ class CompactNet:
             elif kind == "act":
                 act, conn = data
                 if x is not None:
-                    x = act(x)
+                    x = _bare(act)(x)
                 if c is not None:
                     c = torch.where(conn, 0.0, act(c))
                 if x is not None or c is not None:
                     used.update(id(p) for p in act.parameters())
             elif kind == "pool":
                 if x is not None:
-                    x = F.max_pool2d(x, **data)
+                    x = _max_pool(x, data)
             else:  # flatten
                 if x is not None:
                     x = x.flatten(1)
