@@ -242,3 +242,14 @@ def test_constants_fold_exactly_when_whole_layers_are_cut():
     with torch.no_grad():
         deep.fc3.weight_mask.zero_()
     assert_equivalent(deep, x, y, "fc3 cut")
+
+
+@pytest.mark.parametrize("taps", (0.0, 1.0))
+def test_dense_and_tap_convolutions_agree(taps, monkeypatch):
+    """Both kernels a convolution may take (small dense conv2d, gathered taps) match the dense engine,
+    on an unpruned network too (every unit live, no constants)."""
+    monkeypatch.setattr("safs_lite.compact.TAPS_MAX_DENSITY", taps)
+    x, y = inputs((1, 28, 28))
+    for k, model in enumerate((build_model("lenet5", seed=7, activation="relu6"),
+                               prune_model(build_model("lenet5", seed=7, activation="gelu"), 0.9))):
+        assert_equivalent(random_scales(model, k), x, y, f"taps {taps} model {k}")
