@@ -356,7 +356,7 @@ class CompactNet:
         ops = _chain(model)
         if isinstance(ops, str):
             raise ValueError(f"the compact engine cannot run {type(model).__name__}: {ops}")
-        self.model, self.ops = model, ops
+        self.ops = ops  # no reference to `model` itself: the engine cache holds CompactNets weakly by model
         self.params = [p for o in ops if o.module is not None for p in o.module.parameters()]
         self._plans: dict[tuple[int, ...], list] = {}
 

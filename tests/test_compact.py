@@ -253,3 +253,15 @@ def test_dense_and_tap_convolutions_agree(taps, monkeypatch):
     for k, model in enumerate((build_model("lenet5", seed=7, activation="relu6"),
                                prune_model(build_model("lenet5", seed=7, activation="gelu"), 0.9))):
         assert_equivalent(random_scales(model, k), x, y, f"taps {taps} model {k}")
+
+
+def test_engine_cache_does_not_keep_models_alive():
+    import gc
+    import weakref
+
+    model = prune_model(build_model("lenet5"), 0.9)
+    engine_for(model, "compact")(torch.zeros(2, 1, 28, 28))
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
