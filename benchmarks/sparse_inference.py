@@ -8,6 +8,8 @@ nn.Conv2d holding zeros) is timed against `safs_lite.deploy.to_sparse` variants:
     csr-all   linear layers and convolutions (gathered patches x CSR weight) sparse
     coo-fc    as csr-fc with COO weights
     coo-all   as csr-all with COO weights
+    compact   the pruned model on `safs_lite.compact.CompactNet` (live units and kept taps only, dense
+              small layers; built from the masked model, as training uses it)
 
 at batch 1 (latency) and batch 256 (throughput), one thread by default, with
 torch.utils.benchmark.Timer.blocked_autorange under inference_mode: the variants take turns over
@@ -38,6 +40,7 @@ import torch
 from torch.utils.benchmark import Timer
 
 from safs_lite import build_model, load_safs_model, prune_model
+from safs_lite.compact import CompactNet
 from safs_lite.deploy import freeze, nonzero_weights, to_sparse
 from safs_lite.pruning import prunable_layers
 
@@ -102,20 +105,23 @@ def time_models(models: dict[str, torch.nn.Module], x: torch.Tensor, min_run_tim
     return best
 
 
-def models_for(sparsity: float | None, run: str | None, seed: int = 0) -> tuple[str, torch.nn.Module]:
-    """(label, frozen model): a fresh LeNet-5 pruned layer-wise, or a run's SAFS model."""
+def models_for(sparsity: float | None, run: str | None, seed: int = 0
+               ) -> tuple[str, torch.nn.Module, torch.nn.Module]:
+    """(label, frozen model, pruned model): a fresh LeNet-5 pruned layer-wise, or a run's SAFS model."""
     if run is not None:
-        model = freeze(load_safs_model(run, stage="safs"))
-        return Path(run).resolve().name, model
-    return f"{100 * sparsity:g}%", freeze(prune_model(build_model("lenet5", seed=seed), sparsity, "layerwise"))
+        pruned = load_safs_model(run, stage="safs")
+        return Path(run).resolve().name, freeze(pruned), pruned.eval()
+    pruned = prune_model(build_model("lenet5", seed=seed), sparsity, "layerwise").eval()
+    return f"{100 * sparsity:g}%", freeze(pruned), pruned
 
 
-def bench(label: str, dense: torch.nn.Module, min_run_time: float, rounds: int, quick: bool
-          ) -> tuple[list[dict], dict]:
-    """Timing rows and the size row of one frozen model."""
+def bench(label: str, dense: torch.nn.Module, pruned: torch.nn.Module, min_run_time: float, rounds: int,
+          quick: bool) -> tuple[list[dict], dict]:
+    """Timing rows and the size row of one frozen model (and the compact engine on its pruned original)."""
     gen = torch.Generator().manual_seed(0)
     inputs = {b: torch.rand(b, *input_shape(dense), generator=gen) for b in BATCHES}
     models = {name: dense if args_ is None else to_sparse(dense, **args_) for name, args_ in VARIANTS.items()}
+    models["compact"] = CompactNet(pruned)
     rows = []
     with torch.inference_mode():
         ref = dense(inputs[max(BATCHES)])
@@ -208,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows, sizes = [], []
     for s in ([None] if args.run else SPARSITIES):
-        label, dense = models_for(s, args.run)
-        r, z = bench(label, dense, min_run_time, rounds, args.quick)
+        label, dense, pruned = models_for(s, args.run)
+        r, z = bench(label, dense, pruned, min_run_time, rounds, args.quick)
         rows += r
         sizes.append(z)
     # The last (sparsest) model: which layers the sparse weights speed up, and what they cannot.

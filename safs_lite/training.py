@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .activations import scale_parameters, set_activations, set_trainable_scales
+from .compact import check_engine, engine_for
 from .data import Data
 from .pruning import clone
 
@@ -53,8 +54,10 @@ class TrainConfig:
     train_subset: int | None = None  # images drawn per epoch (None: the whole training split)
     select: str = "best"           # "best": restore the best-validation epoch; "last": keep the last
     seed: int = 0
+    engine: str = "auto"           # "dense", "compact" (skip pruned units and weights) or "auto"; see compact.py
 
     def __post_init__(self):
+        check_engine(self.engine)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
         if self.scheduler not in SCHEDULERS:
@@ -227,7 +230,8 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: Data, split: str = "val", batch_size: int = 2048) -> dict[str, float]:
+def evaluate(model: nn.Module, data: Data, split: str = "val", batch_size: int = 2048,
+             engine: str = "auto") -> dict[str, float]:
     """Loss and accuracy (percent) of `model` on one split.
 
     Args:
@@ -235,6 +239,7 @@ def evaluate(model: nn.Module, data: Data, split: str = "val", batch_size: int =
         data: the dataset.
         split: "train", "val" or "test". Search and HPO use "val" only.
         batch_size: evaluation batch size.
+        engine: "dense", "compact" or "auto" (see `TrainConfig.engine` and `safs_lite.compact`).
 
     Returns:
         {"loss": mean cross-entropy, "accuracy": percent correct}.
@@ -244,12 +249,13 @@ def evaluate(model: nn.Module, data: Data, split: str = "val", batch_size: int =
     if data.val.x.device != device:  # like `train`: the data follows the model
         data = data.to(device)
     autocast, fmt, _ = _cuda_setup(device)
+    net = engine_for(model, engine)
     loss = correct = n = 0.0
     for xb, yb in data.batches(split, batch_size):
         if fmt is not None:
             xb = xb.contiguous(memory_format=fmt)
         with autocast():
-            out = model(xb).float()
+            out = net(xb).float()
         loss += F.cross_entropy(out, yb, reduction="sum").item()
         correct += (out.argmax(1) == yb).sum().item()
         n += len(yb)
@@ -307,6 +313,7 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = make_optimizer(model, cfg)
+    net = engine_for(model, cfg.engine)  # the model itself, or its compact form on the same parameters
     n_train = len(data.train) if cfg.train_subset is None else min(cfg.train_subset, len(data.train))
     steps = math.ceil(n_train / cfg.batch_size)
     sched = make_scheduler(opt, cfg, steps)
@@ -323,7 +330,7 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
             if fmt is not None:
                 xb = xb.contiguous(memory_format=fmt)
             with autocast():
-                out = model(xb)
+                out = net(xb)
                 loss = F.cross_entropy(out, yb)
             if not torch.isfinite(loss):  # stop before a NaN reaches weight_orig (NaN x mask 0 is NaN)
                 raise NonFiniteLossError(
@@ -346,7 +353,7 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
         # Validate every epoch when something needs it (best-epoch selection, HPO reports);
         # a short candidate evaluation only needs its last epoch.
         needed = cfg.select == "best" or on_epoch is not None
-        val = evaluate(model, data, "val") if needed or epoch == cfg.epochs else \
+        val = evaluate(model, data, "val", engine=cfg.engine) if needed or epoch == cfg.epochs else \
             {"loss": float("nan"), "accuracy": float("nan")}
         row = {"epoch": epoch, "train_loss": loss_sum.item() / seen,
                "train_acc": 100.0 * correct.item() / seen, "val_loss": val["loss"],
