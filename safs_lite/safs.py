@@ -74,8 +74,8 @@ def run_safs(config: SAFSConfig = SAFSConfig(), out: str | os.PathLike | None = 
     with cuda_options(config.amp, config.channels_last):
         data = load_data(config.dataset, root=data_root, seed=config.seed)
         explicit = out is not None
-        out = Path(out) if explicit else default_out(config, runs, data=data)
-        prepare_out(out, run_key(config, data), explicit)
+        out = Path(out) if explicit else default_out(config, runs, data=data, device=device)
+        prepare_out(out, run_key(config, data, device), explicit)
         if device != "cpu":
             data = data.to(device)
         budgets, base = config.budgets(), replace(TRAIN_DEFAULTS[config.model], seed=config.seed)
@@ -123,9 +123,9 @@ def hpo_worker(run_dir: str | os.PathLike, storage: str | None = None, stages=("
     cfg = SAFSConfig(**{f.name: key[f.name] for f in fields(SAFSConfig) if f.name in key}).validate()
     with cuda_options(cfg.amp, cfg.channels_last):
         data = load_data(cfg.dataset, root=data_root, seed=cfg.seed)
-        if run_key(cfg, data) != key:
-            raise ValueError(f"{run_dir} holds a run with another key ({key_diff(key, run_key(cfg, data))}); "
-                             "give the run's data (--data) and kit version")
+        if run_key(cfg, data, device) != key:
+            raise ValueError(f"{run_dir} holds a run with another key ({key_diff(key, run_key(cfg, data, device))}); "
+                             "give the run's data (--data), device, thread count (--threads) and kit version")
         if device != "cpu":
             data = data.to(device)
         budgets, base = cfg.budgets(), replace(TRAIN_DEFAULTS[cfg.model], seed=cfg.seed)
@@ -225,7 +225,7 @@ def search(model: nn.Module, data: Data, sparsity: float = 0.9, pruning: str = "
             "seed": seed, "search": method, "move": move, "fitness": fitness, "budgets": asdict(budgets),
             "train_defaults": asdict(base), "train_dense": train_dense, "weights": weights_fingerprint(model),
             "own_model": True}
-    key = run_key(full, data)
+    key = run_key(full, data, device)
     explicit = out is not None
     out = Path(out) if explicit else runs_dir(runs) / f"{run_prefix(full)}-{config_hash(key)}"
     prepare_out(out, key, explicit)

@@ -1,5 +1,6 @@
 """Stage-2 studies shared by several processes: a journal file and a real PostgreSQL server, the exact
 trial budget, no trial evaluated twice, a killed worker's trial retried, and `hpo-worker` on a real run."""
+import json
 import os
 import pwd
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -16,6 +18,7 @@ import pytest
 
 import safs_lite.hpo
 from safs_lite import PRESETS, SAFSConfig, run_safs
+from safs_lite.runs import config_hash
 from safs_lite.storage import LOST, PID, RETRY_OF, SLOT, check_storage, next_claim, open_storage
 from test_data import write_idx
 
@@ -216,7 +219,51 @@ def test_hpo_worker_finishes_a_runs_studies_and_the_numbers_do_not_change(tmp_pa
     assert not calls  # every trial was the worker's
     assert res["test_accuracy"] == ref["test_accuracy"] and res["alpha_beta"] == ref["alpha_beta"]
     names = {s.study_name for s in optuna.get_all_study_summaries(open_storage(journal))}
-    assert names == {"run-stage2", "run-safs"}  # <run folder>-<stage>: unique on a shared storage
+    key = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert names == {f"{stage}-{config_hash({'run': key, 'stage': stage})}" for stage in ("stage2", "safs")}
     r2 = subprocess.run([sys.executable, "-m", "safs_lite", "hpo-worker", str(tmp_path / "run"), "--storage",
                          "mongodb://x"], capture_output=True, text=True, timeout=300)
     assert r2.returncode == 2 and r2.stderr.strip().splitlines()[-1].startswith("error: unknown storage 'mongodb://x'")
+
+
+def _tiny_stage2_inputs(seed: int = 0):
+    import torch
+    from safs_lite import Data, build_model, get_activations, prune_model
+    from safs_lite.config import TRAIN_DEFAULTS, Preset
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(192, 1, 28, 28, generator=g), torch.randint(0, 10, (192,), generator=g)
+    data = Data.from_tensors((x[:128], y[:128]), (x[160:], y[160:]), val=(x[128:160], y[128:160]))
+    pruned = prune_model(build_model("lenet5", seed=seed), 0.9)
+    budgets = Preset(dense_epochs=1, finetune_epochs=1, candidate_epochs=1, candidate_subset=64, lahc_steps=1,
+                     lahc_history=1, hpo_trials=2, trial_epochs=1, trial_subset=64)
+    base = replace(TRAIN_DEFAULTS["lenet5"], batch_size=64)
+    return pruned, data, get_activations(pruned), budgets, base
+
+
+def test_runs_whose_folders_share_a_basename_each_run_their_own_trials(tmp_path, monkeypatch):
+    """Issue 22, item 1: /a/r0 and /b/r0 (other keys) on one journal storage: the second run does not
+    borrow the first one's finished study; a study holding another pruned network is refused in one line."""
+    from safs_lite.pipeline import stage2_study
+    from safs_lite.runs import save_json
+
+    journal = f"journal:{tmp_path / 'studies.log'}"
+    calls = []
+    real = safs_lite.hpo.finetune_with
+    monkeypatch.setattr(safs_lite.hpo, "finetune_with", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    pruned, data, ops, budgets, base = _tiny_stage2_inputs()
+    studies = []
+    for parent, sparsity in (("a", 0.9), ("b", 0.99)):
+        run = tmp_path / parent / "r0"
+        save_json(run / "config.json", {"config": {"model": "lenet5", "sparsity": sparsity, "seed": 0}})
+        before = len(calls)
+        studies.append(stage2_study(pruned, data, ops, budgets, base, 0, run / "stage2_hpo", "stage2", journal,
+                                    progress=False))
+        assert len(calls) - before == budgets.hpo_trials  # each run ran its own trials
+    assert studies[0].study_name != studies[1].study_name
+    assert studies[1].user_attrs["run_key"]["sparsity"] == 0.99
+    other, *_ = _tiny_stage2_inputs(seed=1)  # same run key, another pruned network
+    with pytest.raises(ValueError, match=r"belongs to another run \(its pruned differs") as err:
+        stage2_study(other, data, ops, budgets, base, 0, tmp_path / "a" / "r0" / "stage2_hpo", "stage2", journal,
+                     progress=False)
+    assert "\n" not in str(err.value)

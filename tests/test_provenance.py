@@ -181,3 +181,35 @@ def test_deterministic_mode_runs_and_repeats(data):
         set_deterministic(False)
     assert torch.are_deterministic_algorithms_enabled() is False
     assert runs[0][0]["train_loss"] == runs[1][0]["train_loss"] and runs[0][0]["val_acc"] == runs[1][0]["val_acc"]
+
+
+def test_keys_hold_the_device_and_thread_count_and_caches_the_operators_version(data, tmp_path, monkeypatch):
+    """Issue 22, item 12: 1 and 2 CPU threads give other numbers, so other run folders and other dense
+    and magnitude-pruning caches; so does another OPS_VERSION; the folder naming scheme stays."""
+    import safs_lite.pipeline
+    from safs_lite import Data, train_dense, magnitude_pruning
+
+    threads = torch.get_num_threads()
+    try:
+        keys = {}
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            keys[n] = run_key(CFG, data)
+            assert keys[n]["threads"] == n and keys[n]["device"] == "cpu"
+            assert default_out(CFG, data=data).name.startswith("safs-lenet5-mnist-0.9-layerwise-smoke-s4-")
+        assert default_out(CFG, data=data, threads=1) != default_out(CFG, data=data, threads=2)
+        assert key_diff(keys[1], keys[2]) == "threads: 1 -> 2"
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.rand(96, 1, 28, 28, generator=g), torch.randint(0, 10, (96,), generator=g)
+        tiny = Data.from_tensors((x[:64], y[:64]), (x[80:], y[80:]), val=(x[64:80], y[64:80]))
+        cfg = TrainConfig(epochs=1, batch_size=32)
+        trained = []
+        monkeypatch.setattr(safs_lite.pipeline, "train", lambda *a, **k: trained.append(1) or [])
+        for n, ops_version in ((1, "v"), (2, "v"), (2, "v"), (2, "w")):
+            torch.set_num_threads(n)
+            monkeypatch.setattr(safs_lite.pipeline, "OPS_VERSION", ops_version)
+            model, _ = train_dense("lenet5", tiny, cfg, runs=tmp_path, progress=False)
+            magnitude_pruning(model, tiny, 0.5, cfg=cfg, runs=tmp_path, progress=False)
+        assert len(trained) == 2 * 3  # (1, v), (2, v), (2, w): dense and fine-tune each; (2, v) again cached
+    finally:
+        torch.set_num_threads(threads)
