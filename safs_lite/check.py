@@ -10,6 +10,13 @@ Checks, in order (each failure is one line naming the file and what is wrong):
 - every saved model (`stage1.pt`, `stage2.pt`, `safs.pt`) reloads to its recorded validation and
   test accuracy, operators and alpha/beta (stage 1: exactly 1), with its pruned weights exactly zero
   and the recorded per-layer sparsity.
+
+Models are re-evaluated the way the run computed (results.json's config: device and `amp`, from
+`runs.computed_on`): on the CPU, or on the same GPU model with the same precision, the accuracies
+must repeat to 1e-6 points. Where that is not possible here (a GPU run checked on the CPU, a
+mixed-precision run re-evaluated in float32), they are re-evaluated on the CPU in float32 and may
+differ by `TOLERANCE` points (rounding flips the predictions of near-tied images only); the
+problem line says which way it was re-evaluated.
 """
 from __future__ import annotations
 
@@ -25,8 +32,9 @@ from .pruning import effective_weight, masks, sparsity_report
 from .runs import load_json, load_safs_model
 from .searchlog import read_history
 from .results import METHODS
-from .training import evaluate
+from .training import cuda_options, evaluate
 
+TOLERANCE = 0.2  # accuracy points a re-evaluation on another device or precision may differ by (0.2: 20 of 10,000)
 STAGES = METHODS[2:]  # the stages with a saved model: stage1, stage2, safs
 KEY_FIELDS = ("model", "dataset", "sparsity", "pruning", "preset", "seed", "budgets", "data", "search_space",
               "ops_version", "kit")
@@ -82,6 +90,7 @@ def check_run(folder: str | os.PathLike, data_root: str | os.PathLike | None = N
         problems.append(f"{folder}: made on data {key['data']}, but the data found now is {data.signature} "
                         f"({data.source}); point --data at the run's data to re-evaluate its models")
         return problems
+    how = _how(results.get("config", {}) if isinstance(results, dict) else {}, key)
     for stage, rec in records.items():
         if not isinstance(rec, dict):
             continue
@@ -90,16 +99,38 @@ def check_run(folder: str | os.PathLike, data_root: str | os.PathLike | None = N
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             problems.append(f"{folder / (stage + '.pt')}: {err}")
             continue
-        problems += _check_model(folder / f"{stage}.pt", model, rec, data, stage)
+        problems += _check_model(folder / f"{stage}.pt", model, rec, data, stage, how)
     return problems
 
 
-def _check_model(path: Path, model: torch.nn.Module, rec: dict, data, stage: str) -> list[str]:
+def _how(config: dict, key: dict) -> dict:
+    """How to re-evaluate: the run's own device and precision when this machine has them, else the CPU in
+    float32 with `TOLERANCE` (a run that records no device was computed on the CPU)."""
+    from .runs import compute_key
+
+    device = config.get("device", key.get("device", "cpu"))
+    amp = bool(config.get("amp", key.get("amp", False)))
+    channels_last = bool(config.get("channels_last", key.get("channels_last", False)))
+    if device == "cpu" and not amp:
+        return {"device": "cpu", "amp": False, "channels_last": False, "tol": 1e-6, "label": ""}
+    if device.startswith("cuda") and torch.cuda.is_available() and compute_key("cuda")["device"] == device:
+        return {"device": "cuda", "amp": amp, "channels_last": channels_last, "tol": 1e-6, "label": ""}
+    recorded = device + (" with amp" if amp else "")
+    return {"device": "cpu", "amp": False, "channels_last": False, "tol": TOLERANCE,
+            "label": f" (run on {recorded}, re-evaluated on the cpu in float32: tolerance {TOLERANCE} points)"}
+
+
+def _check_model(path: Path, model: torch.nn.Module, rec: dict, data, stage: str, how: dict | None = None
+                 ) -> list[str]:
+    how = how or {"device": "cpu", "amp": False, "channels_last": False, "tol": 1e-6, "label": ""}
     out = []
-    for split in ("val", "test"):
-        got, want = evaluate(model, data, split)["accuracy"], rec.get(f"{split}_accuracy")
-        if want is None or abs(got - want) > 1e-6:
-            out.append(f"{path}: {split} accuracy {got:.4f} after reload, recorded {want}")
+    with cuda_options(how["amp"], how["channels_last"]):
+        on = model.to(how["device"])
+        for split in ("val", "test"):
+            got, want = evaluate(on, data, split)["accuracy"], rec.get(f"{split}_accuracy")
+            if want is None or abs(got - want) > how["tol"]:
+                out.append(f"{path}: {split} accuracy {got:.4f} after reload, recorded {want}{how['label']}")
+    model.cpu()
     if get_activations(model) != rec.get("activations"):
         out.append(f"{path}: operators {get_activations(model)} differ from the record's {rec.get('activations')}")
     scales = {k: list(v) for k, v in get_alpha_beta(model).items()}

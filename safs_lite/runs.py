@@ -134,6 +134,20 @@ def compute_key(device: str | torch.device = "cpu", threads: int | None = None) 
     return {"device": name, "threads": torch.get_num_threads() if threads is None else int(threads)}
 
 
+def computed_on(device: str | torch.device = "cpu") -> dict:
+    """How a run computes, for its results.json: `compute_key` plus the precision (`cuda_options`' amp)
+    and memory format in force; `check` re-evaluates the same way or with its documented tolerance.
+
+    Example:
+        >>> sorted(computed_on("cpu"))
+        ['amp', 'channels_last', 'device', 'threads']
+    """
+    from .training import current_cuda_options
+
+    opts = current_cuda_options()
+    return {**compute_key(device), "amp": opts.amp, "channels_last": opts.channels_last}
+
+
 def run_key(config: "SAFSConfig | dict", data: "Data | str", device: str | torch.device = "cpu",
             threads: int | None = None) -> dict:
     """Everything that changes a SAFS run's numbers: the config with its budgets and training defaults

@@ -29,8 +29,8 @@ from .fitness import check_fitness
 from .lahc import check_move, check_search
 from .pipeline import dense, run, stage2_study, train_dense, weights_fingerprint
 from .pruning import check_pruning, check_sparsity, clone, is_pruned, prune_model
-from .runs import (check_writable, config_hash, default_out, key_diff, load_json, load_safs_model, prepare_out,
-                   run_key, run_prefix, runs_dir)
+from .runs import (check_writable, computed_on, config_hash, default_out, key_diff, load_json, load_safs_model,
+                   prepare_out, run_key, run_prefix, runs_dir)
 from .searchable import make_searchable
 from .storage import check_storage, this_worker, workers_of
 from .training import TrainConfig, cuda_options, evaluate
@@ -82,7 +82,8 @@ def run_safs(config: SAFSConfig = SAFSConfig(), out: str | os.PathLike | None = 
         dense_model, dense_rec = train_dense(config.model, data, replace(base, epochs=budgets.dense_epochs),
                                              runs=runs, progress=progress, device=device)
         return run(dense_model, dense_rec, data, config.sparsity, config.pruning, budgets, base, out,
-                   config.full(), config.fitness, config.search, config.move, config.seed, runs, progress,
+                   {**config.full(), **computed_on(device)}, config.fitness, config.search, config.move,
+                   config.seed, runs, progress,
                    compare_search, dense_key=dense_rec["config"], storage=storage)
 
 
@@ -237,8 +238,8 @@ def search(model: nn.Module, data: Data, sparsity: float = 0.9, pruning: str = "
     else:
         dense_rec = {"test_accuracy": evaluate(model, data, "test")["accuracy"],
                      "val_accuracy": evaluate(model, data, "val")["accuracy"], "seconds": 0.0}
-    results = run(model, dense_rec, data, sparsity, pruning, budgets, base, out, full, fitness, method, move, seed,
-                  runs, progress)
+    results = run(model, dense_rec, data, sparsity, pruning, budgets, base, out, {**full, **computed_on(device)},
+                  fitness, method, move, seed, runs, progress)
     return SAFSResult(load_safs_model(out, "safs", model=model), results, out)
 
 

@@ -86,6 +86,36 @@ def test_check_names_every_inconsistency(finished, tmp_path, capsys):
     assert cli_main(["check", str(bad)]) == 1 and "problem(s)" in capsys.readouterr().out
 
 
+def test_check_re_evaluates_a_gpu_or_amp_run_with_its_documented_tolerance(finished, tmp_path):
+    """Issue 22, item 7: results.json records device and precision; a run made on a GPU with --amp is
+    re-evaluated on the CPU in float32 here and may differ by check.TOLERANCE points, not by 1e-6."""
+    from safs_lite.check import TOLERANCE
+
+    _, out, res = finished
+    assert {k: res["config"][k] for k in ("device", "amp", "channels_last")} == \
+        {"device": "cpu", "amp": False, "channels_last": False}
+
+    def shifted(dest, by, **config):
+        shutil.copytree(out, dest)
+        results = json.loads((dest / "results.json").read_text())
+        results["config"].update(config)
+        for stage in ("stage1", "stage2", "safs"):
+            rec = json.loads((dest / f"{stage}.json").read_text())
+            rec["val_accuracy"] += by
+            rec["test_accuracy"] += by
+            results["test_accuracy"][stage] = rec["test_accuracy"]
+            (dest / f"{stage}.json").write_text(json.dumps(rec))
+        (dest / "results.json").write_text(json.dumps(results))
+        return check_run(dest)
+
+    gpu = {"device": "cuda (a GPU this machine does not have)", "amp": True}
+    assert shifted(tmp_path / "gpu", TOLERANCE / 4, **gpu) == []  # rounding of another device: accepted
+    far = shifted(tmp_path / "far", 5 * TOLERANCE, **gpu)
+    assert len(far) == 6 and all(f"re-evaluated on the cpu in float32: tolerance {TOLERANCE} points" in p
+                                 for p in far)
+    assert len(shifted(tmp_path / "cpu", TOLERANCE / 4)) == 6  # a CPU run must repeat exactly
+
+
 def copy_with_data(out, dest, signature):
     """A copy of a run folder whose key claims it was made on data `signature`."""
     shutil.copytree(out, dest)
