@@ -81,7 +81,18 @@ def test_hpo_search_space_keeps_beta1_below_beta2():
 def test_tiebreak_orders_equal_accuracies_by_loss_and_never_overrides_accuracy():
     assert tiebreak_score(11.35, 2.2) > tiebreak_score(11.35, 2.3)
     assert tiebreak_score(11.36, 9.99) > tiebreak_score(11.35, 0.0)  # 0.01 points beats any loss
-    assert tiebreak_score(11.35, float("inf")) == 11.35 - 1e-3 * 9.99
+    assert tiebreak_score(11.35, 12.0) > tiebreak_score(11.35, 15.0)  # large losses are still told apart
+    assert tiebreak_score(11.35, float("inf")) < tiebreak_score(11.35, 1e6)  # non-finite: the worst loss
+
+
+@pytest.mark.parametrize("n", [10_000, 50_000, 1_000_000])
+def test_tiebreak_never_ranks_lower_accuracy_above_higher(n):
+    """Issue 22, item 2: with a validation split above 10,000 images one image is worth less than the
+    old loss term (up to 0.00999): tiebreak_score(10.004, 9.0) < tiebreak_score(10.000, 2.0)."""
+    step = 100 / n
+    for base in (0.0, 10.0, 99.0):
+        for worse_loss, better_loss in ((9.0, 2.0), (float("inf"), 0.0), (1e9, 0.0)):
+            assert tiebreak_score(base + step, worse_loss) > tiebreak_score(base, better_loss)
     row = {"val_acc": 50.0, "val_loss": 1.5}
     assert score("val_acc", row) == 50.0 and score("val_loss", row) == -1.5
     with pytest.raises(ValueError, match="unknown fitness 'accuracy'; valid: val_acc, val_loss, acc_tiebreak"):
