@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from .activations import get_activations, get_alpha_beta
-from .data import load_data
+from .data import Data, load_data
 from .pruning import effective_weight, masks, sparsity_report
 from .runs import load_json, load_safs_model
 from .searchlog import read_history
@@ -40,8 +40,16 @@ KEY_FIELDS = ("model", "dataset", "sparsity", "pruning", "preset", "seed", "budg
               "ops_version", "kit")
 
 
-def check_run(folder: str | os.PathLike, data_root: str | os.PathLike | None = None) -> list[str]:
-    """Every problem found in a run folder, one line each (empty: the folder is consistent)."""
+def check_run(folder: str | os.PathLike, data_root: str | os.PathLike | None = None,
+              model: torch.nn.Module | None = None, data: "Data | None" = None) -> list[str]:
+    """Every problem found in a run folder, one line each (empty: the folder is consistent).
+
+    Args:
+        folder: the run folder.
+        data_root: where a built-in dataset is loaded from (default $SAFS_DATA).
+        model, data: for a run of a network of your own (`safs_lite.search`): an instance of the
+            network (any weights) and the run's data; built-in runs rebuild both by name.
+    """
     folder = Path(folder)
     problems: list[str] = []
 
@@ -85,7 +93,13 @@ def check_run(folder: str | os.PathLike, data_root: str | os.PathLike | None = N
         except (OSError, ValueError, KeyError) as err:
             problems.append(f"{folder / 'stage1_search.csv'}: {err}")
 
-    data = load_data(key["dataset"], root=data_root, seed=key["seed"])
+    if key.get("own_model") and (model is None or data is None):
+        problems.append(f"{folder}: a run of a network of your own ({key['model']!r} on data {key['dataset']!r}); "
+                        "its models are re-evaluated in Python: check_run(folder, model=<your network>, "
+                        "data=<its Data>)")
+        return problems
+    if data is None:
+        data = load_data(key["dataset"], root=data_root, seed=key["seed"])
     if data.signature != key["data"]:
         problems.append(f"{folder}: made on data {key['data']}, but the data found now is {data.signature} "
                         f"({data.source}); point --data at the run's data to re-evaluate its models")
@@ -95,11 +109,11 @@ def check_run(folder: str | os.PathLike, data_root: str | os.PathLike | None = N
         if not isinstance(rec, dict):
             continue
         try:
-            model = load_safs_model(folder, stage)
+            loaded = load_safs_model(folder, stage, model=model if key.get("own_model") else None)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             problems.append(f"{folder / (stage + '.pt')}: {err}")
             continue
-        problems += _check_model(folder / f"{stage}.pt", model, rec, data, stage, how)
+        problems += _check_model(folder / f"{stage}.pt", loaded, rec, data, stage, how)
     return problems
 
 

@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DataNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:  # NonFiniteLossError: a training run diverged
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished steps are saved; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -32,6 +32,21 @@ class Preset:
     trial_subset: int | None     # training images per trial epoch (None: all)
     candidate_lr: float | None = None  # a candidate's learning rate (None: the model's default)
 
+    def __post_init__(self):
+        """One-line ValueError naming the first bad budget and what is valid."""
+        for name in ("dense_epochs", "finetune_epochs", "candidate_epochs", "lahc_history", "hpo_trials",
+                     "trial_epochs", "lahc_steps"):
+            v, low = getattr(self, name), 0 if name == "lahc_steps" else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"Preset {name} must be an integer >= {low}, got {v!r}")
+        for name in ("candidate_subset", "trial_subset"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"Preset {name} must be an integer >= 1 or None (every image), got {v!r}")
+        lr = self.candidate_lr
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf")):
+            raise ValueError(f"Preset candidate_lr must be a number > 0 or None (the model's default), got {lr!r}")
+
 
 # Where the epochs go (benchmarks/fidelity.py and the README's "Ranking fidelity" say why): a stage-1
 # candidate is one epoch at lr 1e-2, scored by validation accuracy with the loss breaking ties, which

@@ -238,9 +238,19 @@ def search(model: nn.Module, data: Data, sparsity: float = 0.9, pruning: str = "
     else:
         dense_rec = {"test_accuracy": evaluate(model, data, "test")["accuracy"],
                      "val_accuracy": evaluate(model, data, "val")["accuracy"], "seconds": 0.0}
+        _warn_if_untrained(dense_rec["val_accuracy"], data)
     results = run(model, dense_rec, data, sparsity, pruning, budgets, base, out, {**full, **computed_on(device)},
                   fitness, method, move, seed, runs, progress)
     return SAFSResult(load_safs_model(out, "safs", model=model), results, out)
+
+
+def _warn_if_untrained(val_accuracy: float, data: Data) -> None:
+    """Warn when the network `search` takes as trained scores near always answering the most common class."""
+    majority = 100.0 * float(torch.bincount(data.val.y.cpu(), minlength=data.num_classes).max()) / len(data.val)
+    if val_accuracy <= majority + 0.1 * (100.0 - majority):
+        warnings.warn(f"the network scores {val_accuracy:.1f}% on the validation split, near the {majority:.1f}% of "
+                      "always answering its most common class: search takes the network as trained; pass "
+                      "train_dense=True to train it first", UserWarning, stacklevel=3)
 
 
 def _check_outputs(model: nn.Module, data: Data, device: str) -> None:
