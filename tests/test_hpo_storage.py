@@ -267,3 +267,47 @@ def test_runs_whose_folders_share_a_basename_each_run_their_own_trials(tmp_path,
         stage2_study(other, data, ops, budgets, base, 0, tmp_path / "a" / "r0" / "stage2_hpo", "stage2", journal,
                      progress=False)
     assert "\n" not in str(err.value)
+
+
+def test_the_heartbeat_outlives_a_failed_write_and_stops_with_its_trial():
+    """Issue 22, item 8: the heartbeat thread stopped for good on any exception (a storage briefly
+    unreachable), so a live worker's trial was later reaped as lost."""
+    from safs_lite.storage import BEAT, heartbeat
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    real, failures = storage.set_trial_system_attr, []
+
+    def flaky(trial_id, key, value):
+        if key == BEAT and not failures:
+            failures.append(1)
+            raise OSError("storage unreachable")
+        real(trial_id, key, value)
+
+    storage.set_trial_system_attr = flaky
+    with heartbeat(storage, trial._trial_id, every=0.02):
+        deadline = time.time() + 5
+        while BEAT not in storage.get_trial(trial._trial_id).system_attrs and time.time() < deadline:
+            time.sleep(0.02)
+    assert failures and BEAT in storage.get_trial(trial._trial_id).system_attrs  # beat again after the error
+
+
+def test_a_trial_is_lost_by_heartbeat_across_pid_namespaces_and_reused_pids():
+    """Issue 22, item 8: workers in separate PID namespaces sharing a hostname judged each other's pids (and
+    reaped live trials); a dead worker whose pid another process reused kept its trial running forever."""
+    from optuna.trial import TrialState, create_trial
+
+    from safs_lite.storage import _HOSTNAME, _PIDNS, BEAT, GRACE_S, HOST, PIDNS, is_lost
+
+    def running(pid, beat_age, pidns=_PIDNS):
+        return create_trial(state=TrialState.RUNNING, system_attrs={HOST: _HOSTNAME, PID: pid, PIDNS: pidns,
+                                                                   BEAT: time.time() - beat_age})
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    assert is_lost(running(int(dead), 0.0))  # a dead pid here: lost at once
+    assert not is_lost(running(int(dead), 0.0, pidns="another-container"))  # not our pid: its heartbeat decides
+    assert is_lost(running(int(dead), GRACE_S + 1, pidns="another-container"))
+    assert not is_lost(running(os.getppid(), 0.0))  # a live pid with a fresh heartbeat: running
+    assert is_lost(running(os.getppid(), GRACE_S + 1))  # a live pid (reused?) without a heartbeat: lost
