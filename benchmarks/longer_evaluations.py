@@ -1,6 +1,6 @@
 """Ablation: does stage 1 / stage 2 do better when each candidate and each HPO trial trains longer?
 
-The cpu preset scores each LAHC candidate after one epoch at lr 1e-2 (validation accuracy, the
+The cpu preset scores each LAHC candidate after one epoch at lr 0.01 (validation accuracy, the
 validation loss breaking ties: `fitness.tiebreak_score`) and gives each HPO trial 5 epochs (the
 successive-halving pruner stops most trials after one). This runs the same pipeline with `--epochs`
 epochs (default 5) per candidate and per trial, all else as the cpu preset (dense and
