@@ -437,11 +437,15 @@ class _FiniteGuard:
         if self.per_batch or self.since == 0:
             return
         self.since = 0
-        if bool(self.bad):
+        # the weights too: a step on a finite loss can still overflow them, and the copy must be clean
+        floats = [v for v in self.model.state_dict().values() if torch.is_tensor(v) and v.is_floating_point()]
+        weights_ok = torch.stack([torch.isfinite(v).all() for v in floats]).all()
+        if bool(self.bad | ~weights_ok):  # the one sync
+            what = (f"non-finite training loss at epoch {epoch}, batch {int(self.first)}" if bool(self.bad) else
+                    f"non-finite weights at epoch {epoch} (the loss stayed finite)")
             self.model.load_state_dict(self.snapshot, strict=False)
-            raise NonFiniteLossError(
-                f"non-finite training loss at epoch {epoch}, batch {int(self.first)}: lr {cfg.lr:g} with "
-                f"{cfg.optimizer} diverged; the model was restored to its last state with finite steps")
+            raise NonFiniteLossError(f"{what}: lr {cfg.lr:g} with {cfg.optimizer} diverged; the model was "
+                                     "restored to its last state with finite steps")
         self._save()
 
 

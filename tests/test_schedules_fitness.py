@@ -231,3 +231,27 @@ def test_a_non_finite_step_on_the_gpu_path_never_stays_in_the_weights(monkeypatc
         module = dict(model.named_modules())[name]
         assert bool(((module.weight_orig.detach() * mask)[mask == 0] == 0).all())  # NaN x 0 would be NaN
     assert not torch.equal(state["conv1.weight_orig"], build_model("lenet5", seed=0).state_dict()["conv1.weight"])
+
+
+def test_a_step_that_overflows_the_weights_on_the_gpu_path_is_rolled_back(monkeypatch):
+    """The GPU path's check also reads the weights: a step on a finite loss that makes them non-finite is never
+    kept (nor copied as the state to roll back to)."""
+    import safs_lite.training as tr
+
+    monkeypatch.setattr(tr, "_sync_every", lambda device: 4, raising=False)
+    model = build_model("lenet5", seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}
+    real, steps = torch.optim.Adam.step, []
+
+    def overflowing(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        steps.append(1)
+        if len(steps) == 4:  # the last step before the first check: every loss so far was finite
+            with torch.no_grad():
+                model.fc2.bias.fill_(float("inf"))  # as if the step overflowed
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", overflowing)
+    with pytest.raises(tr.NonFiniteLossError, match=r"non-finite weights at epoch 1 \(the loss stayed finite\)"):
+        tr.train(model, _tiny(n_train=64), TrainConfig(epochs=1, batch_size=8, select="last"), progress=False)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # the state before training
