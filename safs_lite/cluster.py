@@ -92,7 +92,10 @@ def run_all(configs: Sequence[SAFSConfig], workers: int | None = None, scheduler
     todo: dict[Path, list[int]] = {}  # run folder -> the configs naming it (a seed given twice runs once)
     for i, cfg in enumerate(configs):
         if (outs[i] / "results.json").exists():  # finished: read back, never submitted
-            done(i, load_json(outs[i] / "results.json"))
+            try:
+                done(i, load_json(outs[i] / "results.json"))
+            except ValueError as err:  # unreadable, or computed on other data
+                failures.append(_report(cfg, outs[i], err))
         else:
             todo.setdefault(outs[i], []).append(i)
     if todo:
