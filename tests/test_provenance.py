@@ -250,3 +250,18 @@ def test_keys_hold_the_device_and_thread_count_and_caches_the_operators_version(
         assert len(trained) == 2 * 3  # (1, v), (2, v), (2, w): dense and fine-tune each; (2, v) again cached
     finally:
         torch.set_num_threads(threads)
+
+
+def test_finished_runs_are_found_whatever_thread_count_made_them(data, tmp_path):
+    """`figures` / `find_runs` read runs that `reproduce --workers` made single-threaded from a process with more
+    threads: the key may differ in device and threads only; a run on other data is still not found."""
+    from safs_lite.runs import find_finished, save_json
+
+    assert find_finished(CFG, tmp_path) is None
+    made = default_out(CFG, tmp_path, data=data, threads=7)
+    save_json(made / "config.json", {"config": run_key(CFG, data, threads=7)})
+    assert find_finished(CFG, tmp_path) is None  # not finished yet
+    save_json(made / "results.json", {"test_accuracy": {}})
+    assert find_finished(CFG, tmp_path) == made
+    save_json(made / "config.json", {"config": run_key(CFG, "mnist-other", threads=7)})
+    assert find_finished(CFG, tmp_path) is None
