@@ -85,9 +85,12 @@ def test_a_result_computed_on_other_data_is_refused(tmp_path, monkeypatch, one_t
     """Issue 22, item 3: a worker without the data falls back to what it finds (MNIST: the subset); its
     results come back under this run's name unless their data signature is checked. Here the worker's
     `run_safs` answers with the subset's signature; the run is reported failed, not tabled."""
+    import dask
     from dask.distributed import LocalCluster
 
     import safs_lite.cluster
+
+    dask.config.refresh()  # distributed's defaults, lost if an earlier `dask.config.set` block imported it
     from safs_lite.cluster import RunsFailed, run_all
 
     data = tmp_path / "data"
