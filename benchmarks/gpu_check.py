@@ -26,6 +26,7 @@ a check fails.
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import struct
 import sys
@@ -219,10 +220,13 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     runs = [pipeline(model, False, args.device, data_root, work, f"det{i}") for i in (1, 2)]
                     problem = repeat_problem(*runs)
+                    if problem is None and not (torch.are_deterministic_algorithms_enabled()
+                                                and os.environ.get("CUBLAS_WORKSPACE_CONFIG")):
+                        problem = "deterministic mode was not on (set_deterministic did not take effect)"
                 except Exception as err:  # noqa: BLE001
                     problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 record("--deterministic repeat", model, "plain", time.perf_counter() - t0, problem,
-                       "two runs from scratch: same numbers, bit-identical weights")
+                       "two runs from scratch: same numbers, bit-identical weights, deterministic algorithms on")
         finally:
             set_deterministic(False)
         for model in ("vgg16", "resnet18"):

@@ -7,14 +7,15 @@ The public API most notebooks need is re-exported here:
     >>> from safs_lite import Data, make_searchable, search  # a network and data of your own
 
 `safs_lite.train` is the training function; the module is `safs_lite.training`.
-`safs_lite.search` is the one-call pipeline for your own network; stage 1's searches are in
-`safs_lite.lahc`. The README's "The kit" section maps every module.
+`safs_lite.search` is the one-call pipeline for your own network; stage 1's searches are in the
+module `safs_lite.lahc` (`from safs_lite.lahc import lahc, MOVES`): no name here shadows a
+submodule. The README's "The kit" section maps every module.
 """
 from .activations import (ACTIVATIONS, SEARCH_SPACE, Activation, get_activations, get_alpha_beta,
                           get_op, set_activations, set_trainable_scales)
 from .config import PRESETS, SAFSConfig
 from .data import DATASETS, Data, DataNotFoundError, Split, load_data
-from .lahc import SearchConfig, lahc, random_search
+from .lahc import SearchConfig, random_search
 from .models import MODELS, build_model
 from .pipeline import magnitude_pruning, train_dense
 from .pruning import export, load_pruned, masks, prune_model, sparsity_report, sparsity_table
@@ -30,7 +31,7 @@ __all__ = [
     "set_activations", "set_trainable_scales",
     "PRESETS", "SAFSConfig",
     "DATASETS", "Data", "DataNotFoundError", "Split", "load_data",
-    "SearchConfig", "lahc", "random_search",
+    "SearchConfig", "random_search",
     "MODELS", "build_model",
     "magnitude_pruning", "train_dense",
     "export", "load_pruned", "masks", "prune_model", "sparsity_report", "sparsity_table",

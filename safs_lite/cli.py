@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     if (args.amp or args.channels_last) and device != "cuda":
         raise ValueError(f"--amp and --channels-last need a CUDA device (--device cuda); this run is on {device}")
-    out = args.out or default_out(cfg, args.runs, data_root=args.data)
+    out = args.out or default_out(cfg, args.runs, data_root=args.data, device=device)
     t0 = time.perf_counter()
     res = run_safs(cfg, out=args.out, data_root=args.data, runs=args.runs, device=device, storage=args.storage,
                    baselines=_baselines(args))
@@ -321,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DataNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:  # NonFiniteLossError: a training run diverged
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished steps are saved; rerun the same command to resume", file=sys.stderr)
         return 130

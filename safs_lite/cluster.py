@@ -25,7 +25,7 @@ from .baselines import DEFAULT_BASELINES
 from .config import TRAIN_DEFAULTS, SAFSConfig
 from .data import load_data
 from .paths import data_dir, runs_dir
-from .runs import default_out, load_json
+from .runs import _signature_of, default_out, load_json
 from .safs import run_safs
 from .training import cuda_options
 
@@ -69,12 +69,15 @@ def run_all(configs: Sequence[SAFSConfig], workers: int | None = None, scheduler
     check_workers(workers, scheduler)
     # Workers get absolute folders: their working directory and environment may differ from this one.
     data_root, runs = str(data_dir(data_root)), str(runs_dir(runs))
-    outs = [default_out(cfg, runs, data_root=data_root) for cfg in configs]
+    # A worker runs single-threaded (`_worker_setup`): its runs' keys, and so their folders, say 1 thread.
+    threads = None if workers is None and scheduler is None else 1
+    outs = [default_out(cfg, runs, data_root=data_root, device=device, threads=threads) for cfg in configs]
     results: dict[int, dict] = {}
     failures: list[str] = []
     kwargs = dict(data_root=data_root, runs=runs, device=device, baselines=baselines, storage=storage)
 
     def done(i: int, res: dict) -> None:
+        _check_data(configs[i], res, data_root, outs[i])
         results[i] = res
         if on_result is not None:
             on_result(i, res, outs[i])
@@ -90,7 +93,10 @@ def run_all(configs: Sequence[SAFSConfig], workers: int | None = None, scheduler
     todo: dict[Path, list[int]] = {}  # run folder -> the configs naming it (a seed given twice runs once)
     for i, cfg in enumerate(configs):
         if (outs[i] / "results.json").exists():  # finished: read back, never submitted
-            done(i, load_json(outs[i] / "results.json"))
+            try:
+                done(i, load_json(outs[i] / "results.json"))
+            except ValueError as err:  # unreadable, or computed on other data
+                failures.append(_report(cfg, outs[i], err))
         else:
             todo.setdefault(outs[i], []).append(i)
     if todo:
@@ -111,14 +117,30 @@ def run_all(configs: Sequence[SAFSConfig], workers: int | None = None, scheduler
             for future in as_completed(futures):
                 indices = futures[future]
                 if future.status == "finished":
-                    res = future.result()
-                    for i in indices:
-                        done(i, res)
+                    try:
+                        for i in indices:
+                            done(i, future.result())
+                    except ValueError as err:  # computed on other data: not a result of this run
+                        failures.append(_report(configs[indices[0]], outs[indices[0]], err, bar))
                 else:
                     failures.append(_report(configs[indices[0]], outs[indices[0]], future.exception(), bar))
                 bar.update(len(indices))
             bar.close()
     return _finish(results, failures, len(configs))
+
+
+def _check_data(cfg: SAFSConfig, res: dict, data_root: str, out: Path) -> None:
+    """ValueError unless a run's results were computed on the data this process finds in `data_root`.
+
+    A worker that lacks the data falls back to what it has (MNIST: the 5,000-image subset); its
+    numbers would otherwise land in the table under this run's name.
+    """
+    want = _signature_of(cfg.dataset, data_root, cfg.seed)
+    got = res.get("data", {}).get("signature") if isinstance(res, dict) else None
+    if got != want:
+        source = res.get("data", {}).get("source") if isinstance(res, dict) else None
+        raise ValueError(f"{out.name}: computed on data {got} ({source}), not on {want} found in {data_root}; "
+                         "give every worker the same data (--data on a shared file system)")
 
 
 def _runs(n: int) -> str:

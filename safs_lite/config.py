@@ -32,6 +32,21 @@ class Preset:
     trial_subset: int | None     # training images per trial epoch (None: all)
     candidate_lr: float | None = None  # a candidate's learning rate (None: the model's default)
 
+    def __post_init__(self):
+        """One-line ValueError naming the first bad budget and what is valid."""
+        for name in ("dense_epochs", "finetune_epochs", "candidate_epochs", "lahc_history", "hpo_trials",
+                     "trial_epochs", "lahc_steps"):
+            v, low = getattr(self, name), 0 if name == "lahc_steps" else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"Preset {name} must be an integer >= {low}, got {v!r}")
+        for name in ("candidate_subset", "trial_subset"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"Preset {name} must be an integer >= 1 or None (every image), got {v!r}")
+        lr = self.candidate_lr
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf")):
+            raise ValueError(f"Preset candidate_lr must be a number > 0 or None (the model's default), got {lr!r}")
+
 
 # Where the epochs go (benchmarks/fidelity.py and the README's "Ranking fidelity" say why): a stage-1
 # candidate is one epoch at lr 1e-2, scored by validation accuracy with the loss breaking ties, which
@@ -129,15 +144,15 @@ class SAFSConfig:
         """The preset's budgets for this model (MODEL_PRESETS overrides PRESETS)."""
         return MODEL_PRESETS.get((self.model, self.preset), PRESETS[self.preset])
 
-    def spec(self) -> "RunSpec":
-        """This config resolved: the preset's budgets for this model and the model's training defaults.
+    def spec(self, device: str = "cpu") -> "RunSpec":
+        """This config resolved: the preset's budgets for this model and the model's training defaults, on `device`.
 
         amp and channels_last enter the spec (and so the key) only when on.
         """
         extra = tuple((k, True) for k in ("amp", "channels_last") if getattr(self, k))
         return RunSpec(model=self.model, dataset=self.dataset, sparsity=self.sparsity, pruning=self.pruning,
                        preset=self.preset, budgets=self.budgets(), train=TRAIN_DEFAULTS[self.model], seed=self.seed,
-                       search=self.search, move=self.move, fitness=self.fitness, extra=extra)
+                       search=self.search, move=self.move, fitness=self.fitness, extra=extra, device=str(device))
 
     def full(self) -> dict:
         """Every setting used (`RunSpec.config`): this config plus the preset's budgets and training defaults."""
@@ -166,6 +181,7 @@ class RunSpec:
     move: str = "reference"      # LAHC's move (`lahc.MOVES`)
     fitness: str = "acc_tiebreak"  # stage 1's score (`fitness.FITNESSES`)
     extra: tuple = ()            # (name, value) pairs that identify the run too (own model, CUDA options)
+    device: str = "cpu"          # where it computes: in the key with the thread count (`runs.compute_key`)
 
     @property
     def base(self) -> TrainConfig:
@@ -179,14 +195,22 @@ class RunSpec:
                   "fitness": self.fitness}
         return {**fields, **dict(self.extra), "budgets": asdict(self.budgets), "train_defaults": asdict(self.train)}
 
-    def key(self, data) -> dict:
-        """The run key on `data` (a `Data` or its signature): `runs.run_key`."""
+    def key(self, data, threads: int | None = None) -> dict:
+        """The run key on `data` (a `Data` or its signature) with this device and `threads` (default: the
+        current count): `runs.run_key`."""
         from .runs import run_key
 
-        return run_key(self.config(), data)
+        return run_key(self.config(), data, self.device, threads)
 
-    def folder(self, data, runs=None):
+    def folder(self, data, runs=None, threads: int | None = None):
         """The run folder named from the key: <runs>/safs-<model>-...-s<seed>-<hash>."""
         from .runs import config_hash, run_prefix, runs_dir
 
-        return runs_dir(runs) / f"{run_prefix(self.config())}-{config_hash(self.key(data))}"
+        return runs_dir(runs) / f"{run_prefix(self.config())}-{config_hash(self.key(data, threads))}"
+
+    def computed(self) -> dict:
+        """results.json's "config": `config()` plus how it computed (`runs.computed_on`: device, threads,
+        precision), which `check` re-evaluates the same way."""
+        from .runs import computed_on
+
+        return {**self.config(), **computed_on(self.device)}

@@ -92,10 +92,17 @@ class Data:
     root: Path | None = None  # the folder the files were read from (None for the subset)
     crop_pad: int = 4  # padding of the random crop; 0: flip only
     mean_image: Tensor | None = field(default=None, repr=False)  # (C, H, W) in [0, 1], subtracted
-    _signature: str | None = field(default=None, repr=False, compare=False)
+    # memo of the bytes' hash: (which tensors it hashed, the hasher); the settings are hashed afresh
+    _signature: tuple | None = field(default=None, repr=False, compare=False)
     # user data: num_classes, mean/std and augmentation are not implied by the name, so the
     # signature hashes them too (None for the built-in datasets, whose signatures stay as they were)
     _settings: str | None = field(default=None, repr=False)
+    # a built-in dataset's settings as `load_data` made them: hashed only once they change
+    _implied: str | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self._settings is None and self._implied is None:
+            self._implied = self._settings_text()
 
     def __iter__(self) -> Iterator[Split]:
         return iter((self.train, self.val, self.test))
@@ -105,28 +112,49 @@ class Data:
         """Shape of one sample: (C, H, W) of one image, or e.g. (F,) for feature vectors."""
         return tuple(self.train.x.shape[1:])
 
+    def _ident(self) -> tuple:
+        """Which tensors the memoised hash is of (a replaced split, or a move, hashes again)."""
+        return tuple((id(t), t.data_ptr(), tuple(t.shape), str(t.dtype), str(t.device))
+                     for split in self for t in (split.x, split.y))
+
+    def _settings_text(self) -> str:
+        """What the batches depend on besides the bytes: classes, normalisation, mean image, augmentation."""
+        settings = {"num_classes": self.num_classes, "mean": self.mean, "std": self.std, "augment": self.augment,
+                    "crop_pad": self.crop_pad if self.augment else None}
+        if self.mean_image is not None:
+            img = self.mean_image.detach().cpu().contiguous().float()
+            settings["mean_image"] = hashlib.sha1(img.numpy().tobytes()).hexdigest()[:12]
+        return repr(settings)
+
     @property
     def signature(self) -> str:
-        """Fingerprint of the exact images, labels and split: name, split sizes and a SHA-1 of every byte.
+        """Fingerprint of the exact images, labels, split and settings: name, split sizes and a SHA-1 of
+        every byte plus the settings the batches depend on (num_classes, mean/std, mean image,
+        augmentation).
 
         Every cached step and SAFS run is keyed on it, so results computed on other data (the
-        offline subset, another validation seed, files that changed) are never reused.
-        Computed once per object (about 0.2 s for MNIST).
+        offline subset, another validation seed, files that changed) or with other settings
+        (`dataclasses.replace(d, augment=True)`) are never reused. The bytes are hashed once per
+        set of tensors (about 0.2 s for MNIST); the settings every time, from the current fields.
+        A built-in dataset with the settings `load_data` gave it keeps its signature of old.
         """
-        if self._signature is None:
+        tensors = [t for split in self for t in (split.x, split.y)]
+        ident = self._ident()
+        if self._signature is None or self._signature[0] != ident:
             h = hashlib.sha1()
-            for split in self:
-                for t in (split.x, split.y):
-                    h.update(str((tuple(t.shape), str(t.dtype))).encode())
-                    t = t.detach().cpu().contiguous()
-                    if t.dtype == torch.bfloat16:  # numpy has no bfloat16: hash the same bytes as int16
-                        t = t.view(torch.int16)
-                    h.update(t.numpy().tobytes())
-            if self._settings is not None:
-                h.update(self._settings.encode())
-            sizes = "-".join(str(len(s)) for s in self)
-            self._signature = f"{self.name}-{sizes}-{h.hexdigest()[:12]}"
-        return self._signature
+            for t in tensors:
+                h.update(str((tuple(t.shape), str(t.dtype))).encode())
+                t = t.detach().cpu().contiguous()
+                if t.dtype == torch.bfloat16:  # numpy has no bfloat16: hash the same bytes as int16
+                    t = t.view(torch.int16)
+                h.update(t.numpy().tobytes())
+            self._signature = (ident, h)
+        h = self._signature[1].copy()
+        settings = self._settings_text()
+        if self._settings is not None or settings != self._implied:
+            h.update(settings.encode())
+        sizes = "-".join(str(len(s)) for s in self)
+        return f"{self.name}-{sizes}-{h.hexdigest()[:12]}"
 
     @classmethod
     def from_tensors(
@@ -240,7 +268,8 @@ class Data:
 
         Each item is an (x, y) pair: x a tensor, a numpy array (both taken as they are) or a
         PIL image (read as uint8 (C, H, W), so divided by 255 in `batches`: the same as
-        torchvision's ToTensor); y an int or a 0-d tensor. A `TensorDataset` of (x, y) is
+        torchvision's ToTensor; a 16-bit grey image ("I;16") as float32 (1, H, W) divided by
+        65535, never clipped to 8 bits); y an int or a 0-d tensor. A `TensorDataset` of (x, y) is
         taken without reading item by item. The tensors then go through `from_tensors`, with
         its scaling and checks.
 
@@ -273,8 +302,11 @@ class Data:
         """A copy with every split on `device` (batches are then cut there)."""
         move = lambda s: Split(s.x.to(device), s.y.to(device))  # noqa: E731
         mean_image = None if self.mean_image is None else self.mean_image.to(device)
-        return replace(self, train=move(self.train), val=move(self.val), test=move(self.test),
-                       mean_image=mean_image)
+        moved = replace(self, train=move(self.train), val=move(self.val), test=move(self.test),
+                        mean_image=mean_image)
+        if self._signature is not None and self._signature[0] == self._ident():  # same bytes: keep the hash
+            moved._signature = (moved._ident(), self._signature[1])
+        return moved
 
     def batches(
         self,
@@ -472,7 +504,10 @@ def _item_x(x: Any, what: str) -> Tensor:
     if hasattr(x, "getbands") and hasattr(x, "convert"):  # a PIL image, without importing PIL
         import numpy as np
 
-        if x.mode in ("1", "P", "LA", "PA") or x.mode.startswith("I;16"):
+        if x.mode.startswith("I;16"):  # 16-bit grey: scaled to [0, 1] as float32, not clipped to 0..255
+            a = np.asarray(x).astype(np.float32) / 65535.0
+            return torch.from_numpy(a).unsqueeze(0)
+        if x.mode in ("1", "P", "LA", "PA"):
             x = x.convert("RGBA" if "A" in x.mode else "RGB" if x.mode == "P" else "L")
         a = np.asarray(x)
         t = torch.from_numpy(a.copy())

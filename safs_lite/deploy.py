@@ -168,6 +168,7 @@ def frozen_from_info(info: dict, state_dict: dict[str, Tensor], model: nn.Module
     except RuntimeError as err:
         first = str(err).strip().splitlines()
         raise ValueError(f"weights do not fit a frozen {info['model']}: {' '.join(first[:2])}") from None
+    model.preprocessing = info.get("preprocessing")  # raw samples -> input (`preprocess`); None from older kits
     return model.eval().requires_grad_(False)
 
 
@@ -190,6 +191,53 @@ def _check_format(format: str) -> str:
 def _info_path(path: Path) -> Path:
     """The architecture JSON beside a safetensors file: model.safetensors -> model.json."""
     return path.with_suffix(".json")
+
+
+def preprocessing(data) -> dict:
+    """What turns a sample as the data hold it (a raw image) into the model's input, as `Data.batches` does.
+
+    Returns:
+        {"input": dtype of the raw samples, "divide": what they are divided by (255 for uint8
+        images, else 1), "mean_image": (C, H, W) nested list subtracted next, or None, "mean"/"std":
+        per channel, then (x - mean) / std, or None, "formula": the same in words}. Exports carry
+        it (`export_run`); `preprocess` applies it.
+    """
+    raw = data.train.x.dtype
+    divide = 255.0 if raw == torch.uint8 else 1.0
+    steps = ["x = x / 255" if raw == torch.uint8 else "x = float32(x)"]
+    if data.mean_image is not None:
+        steps.append("x = x - mean_image")
+    if data.mean is not None:
+        steps.append("x = (x - mean) / std, per channel (dim 1)")
+    return {"input": str(raw).removeprefix("torch."), "divide": divide,
+            "mean_image": None if data.mean_image is None else data.mean_image.cpu().tolist(),
+            "mean": None if data.mean is None else list(data.mean),
+            "std": None if data.std is None else list(data.std), "formula": "; ".join(steps)}
+
+
+def preprocess(pre: "dict | nn.Module | OnnxModel", x: Tensor) -> Tensor:
+    """Raw samples (as the run's data held them: uint8 images for the built-in datasets) -> the model's input.
+
+    Args:
+        pre: a `preprocessing` dict, or a model from `load_exported` (its `.preprocessing`).
+        x: raw samples (N, ...).
+
+    Example:
+        >>> pre = {"input": "uint8", "divide": 255.0, "mean_image": None, "mean": [0.5], "std": [0.5],
+        ...        "formula": ""}
+        >>> preprocess(pre, torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)).flatten().tolist()
+        [1.0, 1.0, 1.0, 1.0]
+    """
+    pre = pre if isinstance(pre, dict) else getattr(pre, "preprocessing", None)
+    if pre is None:
+        raise ValueError("no preprocessing recorded with this model (exported by an older kit): export it again")
+    x = x.float() / pre["divide"] if pre["divide"] != 1.0 else x.float()
+    if pre.get("mean_image") is not None:
+        x = x - torch.tensor(pre["mean_image"], dtype=torch.float32)
+    if pre.get("mean") is not None:
+        view = (1, -1) + (1,) * (x.ndim - 2)
+        x = (x - torch.tensor(pre["mean"]).view(view)) / torch.tensor(pre["std"]).view(view)
+    return x
 
 
 def _write_pt(frozen: nn.Module, path: Path, info: dict) -> None:
@@ -218,6 +266,11 @@ def _write_onnx(frozen: nn.Module, path: Path, info: dict) -> None:
         torch.onnx.export(frozen, (example,), str(path), dynamo=True, external_data=False,
                           input_names=["images"], output_names=["logits"],
                           dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    import onnx
+
+    model = onnx.load(str(path))
+    model.metadata_props.add(key="safs_lite_preprocessing", value=json.dumps(info["preprocessing"]))
+    onnx.save(model, str(path))
 
 
 _WRITERS = {"pt": _write_pt, "onnx": _write_onnx, "safetensors": _write_safetensors}
@@ -240,8 +293,14 @@ class OnnxModel:
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        meta = self.session.get_modelmeta().custom_metadata_map.get("safs_lite_preprocessing")
+        self.preprocessing = None if meta is None else json.loads(meta)
 
     def __call__(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.uint8:  # raw images: the file takes preprocessed float32 input
+            how = self.preprocessing["formula"] if self.preprocessing else "the run's preprocessing"
+            raise ValueError(f"{self.path.name} takes preprocessed float32 input, got raw uint8 images; apply "
+                             f"{how} first (safs_lite.deploy.preprocess(model, x))")
         out = self.session.run(None, {self.input_name: x.detach().cpu().float().contiguous().numpy()})[0]
         return torch.from_numpy(out)
 
@@ -530,6 +589,11 @@ def model_card(run_dir: Path, key: dict, results: dict, frozen: nn.Module, stage
              f"- source: {data.get('source', '?')}",
              f"- signature: `{data.get('signature', key.get('data', '?'))}` (every number below is on this data; "
              "the export check refuses other data)", "",
+             "## Input preprocessing", "",
+             f"The model takes preprocessed float32 input, not raw samples: "
+             f"`{(getattr(frozen, 'preprocessing', None) or {}).get('formula', 'not recorded')}` "
+             "(`safs_lite.deploy.preprocess(model, raw)`; every export carries it: `model.preprocessing`, "
+             "the safetensors JSON, the ONNX metadata `safs_lite_preprocessing`).", "",
              "## Sparsity per layer", "", *_layer_table(frozen), "",
              "## Activation sites", "", "| site | operator | alpha | beta |", "| --- | --- | ---: | ---: |"]
     for name, site in frozen_sites(frozen).items():
@@ -594,7 +658,8 @@ def export_run(run_dir: str | os.PathLike, format: str = "pt", out: str | os.Pat
     info = {"format": FROZEN_FORMAT, "model": key["model"], "own_model": bool(key.get("own_model")),
             "num_classes": num_classes,
             "input_shape": list(data.input_shape), "sites": frozen_sites(frozen), "stage": stage,
-            "run": run_dir.name, "data_signature": data.signature}
+            "run": run_dir.name, "data_signature": data.signature, "preprocessing": preprocessing(data)}
+    frozen.preprocessing = info["preprocessing"]  # pickled with a pt export; the card states it
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written under a temporary name and renamed once checked: a file that does not reproduce the
     # run is never left behind, and an earlier good export at `path` survives a failed one.

@@ -29,7 +29,7 @@ from .paths import figures_dir, runs_dir
 from .plots import (plot_alpha_beta, plot_found_activations, plot_lahc_trajectory, plot_operator_choices,
                     plot_search_comparison, plot_sweep, plot_table1_bars, save_figure)
 from .results import paper_row
-from .runs import default_out, load_json
+from .runs import find_finished, load_json
 from .searchlog import read_history
 from .sweep import load_sweep
 
@@ -48,8 +48,8 @@ def find_runs(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", datas
     for seed in seeds:
         cfg = SAFSConfig(model=model, dataset=dataset, sparsity=sparsity, pruning=pruning, preset=preset,
                          seed=seed).validate()
-        out = default_out(cfg, runs, data_root=data_root)
-        if (out / "results.json").exists():
+        out = find_finished(cfg, runs, data_root=data_root)
+        if out is not None:
             res = load_json(out / "results.json")
             if not isinstance(res, dict) or "test_accuracy" not in res:
                 raise ValueError(f"{out / 'results.json'}: corrupt results; delete the folder and rerun")

@@ -54,7 +54,7 @@ def suggest_config(trial: optuna.Trial, base: TrainConfig) -> TrainConfig:
 
 def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, trials: int,
          folder: str | os.PathLike, seed: int = 0, storage: str | None = None, study_name: str = "stage2",
-         progress: bool = True) -> optuna.Study:
+         progress: bool = True, attrs: dict | None = None) -> optuna.Study:
     """Run, resume or join the HPO study for stage 2 and return it once `trials` trials have finished.
 
     Several processes may call this on one study (`python -m safs_lite hpo-worker`): each
@@ -74,6 +74,9 @@ def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, 
         storage: an Optuna storage URL (`storage.check_storage`; default: sqlite:///<folder>/study.db).
         study_name: the study's name in the storage (unique per run and stage on a shared one).
         progress: show a progress bar over trials.
+        attrs: what else identifies the study (JSON-able; `pipeline.stage2_study` gives the run key
+            and the pruned network's fingerprint): saved as user attributes next to the operators;
+            a study that holds other values is refused with a one-line ValueError.
 
     Returns:
         The study (best trial: `study.best_trial`).
@@ -93,6 +96,12 @@ def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, 
         raise ValueError(f"{describe(url)}: study {study_name!r} tuned other operators ({study.user_attrs['ops']}); "
                          "use another folder or storage, or delete it")
     study.set_user_attr("ops", ops)
+    for k, v in (attrs or {}).items():
+        if study.user_attrs.get(k, v) != v:
+            raise ValueError(f"{describe(url)}: study {study_name!r} belongs to another run (its {k} differs: "
+                             f"{_short(study.user_attrs[k])} here {_short(v)}); use another storage, or delete "
+                             "the study")
+        study.set_user_attr(k, v)
 
     def objective(trial: optuna.Trial) -> float:
         cfg = replace(suggest_config(trial, base), seed=seed, select="last")
@@ -140,6 +149,15 @@ def tune(pruned: nn.Module, data: Data, ops: dict[str, str], base: TrainConfig, 
         bar.refresh()
     bar.close()
     return study
+
+
+def _short(value) -> str:
+    """A key (hashed) or a fingerprint, short enough for a one-line error."""
+    if isinstance(value, dict):
+        from .runs import config_hash
+
+        return f"key hash {config_hash(value)}"
+    return repr(value)
 
 
 def _run_trial(study: optuna.Study, store: optuna.storages.BaseStorage, trial: optuna.Trial, objective) -> None:

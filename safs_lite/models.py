@@ -82,6 +82,8 @@ def build_model(name: str, num_classes: int = 10, activation: str | None = None,
         The freshly initialised model (CPU, float32).
     """
     ctor, default_act = MODELS[check_model(name)]
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2 (a classifier's outputs), got {num_classes!r}")
     if seed is not None:
         torch.manual_seed(seed)
     return ctor(num_classes=num_classes, activation=activation or default_act)

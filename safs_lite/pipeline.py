@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .activations import SEARCH_SPACE, get_activations, get_alpha_beta
+from .activations import OPS_VERSION, SEARCH_SPACE, get_activations, get_alpha_beta
 from .baselines import DEFAULT_BASELINES, candidate_config, check_baselines
 from .baselines import choose as choose_baseline
 from .config import Preset, RunSpec
@@ -43,8 +43,8 @@ from .metaheuristics import genetic_algorithm, simulated_annealing
 from .models import build_model, check_compatible
 from .pruning import check_sparsity, clone, load_pruned, prune_model, sparsity_report
 from .results import METHODS
-from .runs import (cached_record, cpu_state, environment, load_json, load_state, run_folder, save_json,
-                   save_state)
+from .runs import (cached_record, compute_key, config_hash, cpu_state, environment, load_json, load_state,
+                   run_folder, save_json, save_state)
 from .training import TrainConfig, current_cuda_options, evaluate, finetune_with, train
 from .version import KIT_VERSION
 
@@ -73,7 +73,7 @@ def dense(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), runs: 
         per-epoch history, validation and test accuracy (percent) and seconds.
     """
     key = {"step": "dense", **(key or {"model": type(model).__name__, "init": weights_fingerprint(model)}),
-           "data": data.signature, "train": asdict(cfg), "kit": KIT_VERSION, **_speed_key()}
+           "data": data.signature, "train": asdict(cfg), "kit": KIT_VERSION, **_speed_key(device)}
     folder = run_folder("dense", key, runs)
     if (folder / "record.json").exists() and (folder / "model.pt").exists():
         record = load_json(folder / "record.json")
@@ -131,7 +131,8 @@ def magnitude_pruning(dense: nn.Module, data: Data, sparsity: float, method: str
     dense_key = key or {"weights": weights_fingerprint(dense)}
     cfg_key = asdict(cfg) if cfg is not None else None
     run_key = {"step": "magnitude", "dense": dense_key, "data": data.signature, "sparsity": sparsity,
-               "method": method, "finetune": cfg_key, "kit": KIT_VERSION, **_speed_key()}
+               "method": method, "finetune": cfg_key, "kit": KIT_VERSION,
+               **_speed_key(next(dense.parameters()).device)}
     folder = run_folder("magnitude", run_key, runs)
     model = prune_model(clone(dense), sparsity, method)
     if (folder / "record.json").exists() and (folder / "model.pt").exists():
@@ -261,15 +262,24 @@ def stage2_study(pruned: nn.Module, data: Data, ops: dict[str, str], budgets: Pr
     """Stage 2's HPO study alone: run, resume or join it (`stage2` and `hpo-worker` share it).
 
     `folder` is <run>/<name>_hpo (or a temporary folder). The study is named "stage2" in the run's
-    own SQLite file (<folder>/study.db, as always) and "<run folder>-<name>" on a storage given by
-    URL, which many runs may share.
+    own SQLite file (<folder>/study.db, as always) and "<name>-<hash of the run key and stage>" on a
+    storage given by URL, which many runs may share: two runs share a study only when their keys
+    (<run>/config.json, `runs.run_key`) are equal, whatever their folders are called. The study
+    carries the key and the pruned network's fingerprint (`weights_fingerprint`) as user
+    attributes; a study holding others is refused with a one-line ValueError.
     """
     trial = replace(base, seed=seed, epochs=budgets.trial_epochs, train_subset=budgets.trial_subset)
     folder = Path(folder).resolve()
-    run = folder.parent.name if folder.name == f"{name}_hpo" else folder.name  # the run folder's name
-    study_name = "stage2" if storage is None else f"{run}-{name}"
+    run = folder.parent if folder.name == f"{name}_hpo" else folder
+    if (run / "config.json").exists():
+        key = load_json(run / "config.json")["config"]
+    else:  # no run folder (a temporary one): what the study's trials depend on
+        key = {"data": data.signature, "ops": ops, "trial": asdict(trial), "trials": budgets.hpo_trials,
+               "seed": seed}
+    study_name = "stage2" if storage is None else f"{name}-{config_hash({'run': key, 'stage': name})}"
     return tune(pruned, data, ops, trial, budgets.hpo_trials, folder, seed=seed, storage=storage,
-                study_name=study_name, progress=progress)
+                study_name=study_name, progress=progress,
+                attrs={"run_key": key, "pruned": weights_fingerprint(pruned)})
 
 
 def safs(pruned: nn.Module, data: Data, stage1_ops: dict[str, str], budgets: Preset, base: TrainConfig,
@@ -314,7 +324,7 @@ def run(spec: RunSpec, dense_model: nn.Module, dense_record: dict, data: Data, o
 
     Args:
         spec: the run (`config.RunSpec`): model and data names, sparsity, allocation, budgets, training
-            defaults, seed and stage 1's choices; results.json's "config" is `spec.config()`.
+            defaults, seed, stage 1's choices and device; results.json's "config" is `spec.computed()`.
         dense_model: the trained dense network (left untouched).
         dense_record: its record (at least "test_accuracy" and "seconds").
         data: the dataset.
@@ -359,7 +369,7 @@ def run(spec: RunSpec, dense_model: nn.Module, dense_record: dict, data: Data, o
     bar.close()
     timings["total"] = sum(timings.values())
     results = {
-        "config": spec.config(),
+        "config": spec.computed(),
         "test_accuracy": {"dense": dense_record["test_accuracy"], "magnitude_pruning": mp_rec["test_accuracy"],
                           "stage1": s1["test_accuracy"], "stage2": s2["test_accuracy"], "safs": sf["test_accuracy"]},
         "val_accuracy": {"dense": dense_record.get("val_accuracy"), "magnitude_pruning": mp_rec["val_accuracy"],
@@ -381,10 +391,13 @@ def run(spec: RunSpec, dense_model: nn.Module, dense_record: dict, data: Data, o
     return results
 
 
-def _speed_key() -> dict:
-    """Mixed precision / channels-last change rounding: key cached runs on them (only when on)."""
+def _speed_key(device: str | torch.device = "cpu") -> dict:
+    """What moves a cached step's numbers besides its settings: the operators' definitions
+    (`OPS_VERSION`), the device and CPU thread count (`runs.compute_key`), and mixed precision /
+    channels-last (only when on)."""
     opts = current_cuda_options()
-    return {"cuda_options": asdict(opts)} if (opts.amp or opts.channels_last) else {}
+    cuda = {"cuda_options": asdict(opts)} if (opts.amp or opts.channels_last) else {}
+    return {"ops_version": OPS_VERSION, **compute_key(device), **cuda}
 
 
 def weights_fingerprint(model: nn.Module) -> str:

@@ -110,17 +110,57 @@ def load_state(path: str | os.PathLike) -> dict:
 # ---------------------------------------------------------------- SAFS run folders
 
 
-def run_key(config: "SAFSConfig | dict", data: "Data | str") -> dict:
+def compute_key(device: str | torch.device = "cpu", threads: int | None = None) -> dict:
+    """Where numbers are computed, as part of a cache or run key: the device and the CPU thread count.
+
+    Both move the last digits of a float sum (a CPU matmul splits its work by thread; a GPU runs
+    other kernels), and over a training run those digits move accuracies by tenths of a point
+    (README, "What the kit guarantees"). A CUDA device is named by its GPU model.
+
+    Args:
+        device: "cpu", "cuda", "cuda:1", ... or a torch.device.
+        threads: CPU threads (default: `torch.get_num_threads()` now).
+
+    Example:
+        >>> compute_key("cpu", threads=2)
+        {'device': 'cpu', 'threads': 2}
+    """
+    device = torch.device(device)
+    name = "cpu"
+    if device.type == "cuda":
+        name = f"cuda ({torch.cuda.get_device_name(device)})" if torch.cuda.is_available() else "cuda"
+    elif device.type != "cpu":
+        name = device.type
+    return {"device": name, "threads": torch.get_num_threads() if threads is None else int(threads)}
+
+
+def computed_on(device: str | torch.device = "cpu") -> dict:
+    """How a run computes, for its results.json: `compute_key` plus the precision (`cuda_options`' amp)
+    and memory format in force; `check` re-evaluates the same way or with its documented tolerance.
+
+    Example:
+        >>> sorted(computed_on("cpu"))
+        ['amp', 'channels_last', 'device', 'threads']
+    """
+    from .training import current_cuda_options
+
+    opts = current_cuda_options()
+    return {**compute_key(device), "amp": opts.amp, "channels_last": opts.channels_last}
+
+
+def run_key(config: "SAFSConfig | dict", data: "Data | str", device: str | torch.device = "cpu",
+            threads: int | None = None) -> dict:
     """Everything that changes a SAFS run's numbers: the config with its budgets and training defaults
     (`SAFSConfig.full()`, or such a dict for a model of your own), the data's signature, the searched
-    operators and their definitions' version, and the kit's version.
+    operators and their definitions' version, the kit's version, the device and the CPU thread count
+    (`compute_key`; `threads` default: the current count).
 
     A run folder holds one key (`config.json`); a folder holding another key is never reused.
     """
     signature = data if isinstance(data, str) else data.signature
     full = config if isinstance(config, dict) else config.full()
     return {**full, "data": signature, "search_space": list(SEARCH_SPACE),
-            "ops_version": OPS_VERSION, "kit": KIT_VERSION}
+            "ops_version": OPS_VERSION, "kit": KIT_VERSION, **compute_key(device, threads)}
 
 
 @functools.lru_cache(maxsize=8)
@@ -129,16 +169,41 @@ def _signature_of(dataset: str, root: str, seed: int) -> str:
 
 
 def default_out(cfg: "SAFSConfig", runs: str | os.PathLike | None = None, data: "Data | str | None" = None,
-                data_root: str | os.PathLike | None = None) -> Path:
+                data_root: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                threads: int | None = None) -> Path:
     """The run folder named from its key: <runs>/safs-<model>-<dataset>-<sparsity>-<pruning>-<preset>-s<seed>-<hash>.
 
-    The hash covers `run_key`, data included: the same config on other data (the offline
-    subset, say) gets another folder. Without `data` the dataset is loaded from `data_root`
+    The hash covers `run_key`, data, device and thread count included: the same config on other
+    data (the offline subset, say) or with another thread count gets another folder. Without `data` the dataset is loaded from `data_root`
     (default $SAFS_DATA) to read its signature (once per process).
     """
     if data is None:
         data = _signature_of(cfg.dataset, str(data_dir(data_root)), cfg.seed)
-    return runs_dir(runs) / f"{run_prefix(cfg.full())}-{config_hash(run_key(cfg, data))}"
+    return runs_dir(runs) / f"{run_prefix(cfg.full())}-{config_hash(run_key(cfg, data, device, threads))}"
+
+
+def find_finished(cfg: "SAFSConfig", runs: str | os.PathLike | None = None,
+                  data_root: str | os.PathLike | None = None) -> Path | None:
+    """The finished run folder of `cfg` on the data in `data_root`, made with any device or thread count.
+
+    The run made here and now (`default_out`) is preferred; otherwise the newest finished folder
+    whose key differs from this one only in `compute_key`'s fields (a run of `reproduce --workers`,
+    one thread per run, read by a process with more). None when there is none.
+    """
+    out = default_out(cfg, runs, data_root=data_root)
+    if (out / "results.json").exists():
+        return out
+    want = {k: v for k, v in run_key(cfg, _signature_of(cfg.dataset, str(data_dir(data_root)), cfg.seed)).items()
+            if k not in ("device", "threads")}
+    for other in sorted(out.parent.glob(f"{run_prefix(cfg.full())}-*"), key=lambda p: -p.stat().st_mtime):
+        try:
+            key = load_json(other / "config.json")["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if {k: v for k, v in key.items() if k not in ("device", "threads")} == want and \
+                (other / "results.json").exists():
+            return other
+    return None
 
 
 def run_prefix(full: dict) -> str:

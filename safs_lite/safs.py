@@ -73,15 +73,15 @@ def run_safs(config: SAFSConfig = SAFSConfig(), out: str | os.PathLike | None = 
     with cuda_options(config.amp, config.channels_last):
         data = load_data(config.dataset, root=data_root, seed=config.seed)
         explicit = out is not None
-        out = Path(out) if explicit else default_out(config, runs, data=data)
-        prepare_out(out, run_key(config, data), explicit)
+        out = Path(out) if explicit else default_out(config, runs, data=data, device=device)
+        prepare_out(out, run_key(config, data, device), explicit)
         if device != "cpu":
             data = data.to(device)
         budgets, base = config.budgets(), replace(TRAIN_DEFAULTS[config.model], seed=config.seed)
         dense_model, dense_rec = train_dense(config.model, data, replace(base, epochs=budgets.dense_epochs),
                                              runs=runs, progress=progress, device=device)
-        return run(config.spec(), dense_model, dense_rec, data, out, runs, progress, dense_key=dense_rec["config"],
-                   storage=storage, baselines=baselines)
+        return run(config.spec(device), dense_model, dense_rec, data, out, runs, progress,
+                   dense_key=dense_rec["config"], storage=storage, baselines=baselines)
 
 
 def hpo_worker(run_dir: str | os.PathLike, storage: str | None = None, stages=("stage2", "safs"),
@@ -121,9 +121,9 @@ def hpo_worker(run_dir: str | os.PathLike, storage: str | None = None, stages=("
     cfg = SAFSConfig(**{f.name: key[f.name] for f in fields(SAFSConfig) if f.name in key}).validate()
     with cuda_options(cfg.amp, cfg.channels_last):
         data = load_data(cfg.dataset, root=data_root, seed=cfg.seed)
-        if run_key(cfg, data) != key:
-            raise ValueError(f"{run_dir} holds a run with another key ({key_diff(key, run_key(cfg, data))}); "
-                             "give the run's data (--data) and kit version")
+        if run_key(cfg, data, device) != key:
+            raise ValueError(f"{run_dir} holds a run with another key ({key_diff(key, run_key(cfg, data, device))}); "
+                             "give the run's data (--data), device, thread count (--threads) and kit version")
         if device != "cpu":
             data = data.to(device)
         budgets, base = cfg.budgets(), replace(TRAIN_DEFAULTS[cfg.model], seed=cfg.seed)
@@ -223,7 +223,8 @@ def search(model: nn.Module, data: Data, sparsity: float = 0.9, pruning: str = "
     baselines = check_baselines(baselines)
     spec = RunSpec(model=name, dataset=data.name, sparsity=sparsity, pruning=pruning, preset=preset, budgets=budgets,
                    train=base, seed=seed, search=method, move=move, fitness=fitness,
-                   extra=(("train_dense", train_dense), ("weights", weights_fingerprint(model)), ("own_model", True)))
+                   extra=(("train_dense", train_dense), ("weights", weights_fingerprint(model)), ("own_model", True)),
+                   device=str(device))
     key = spec.key(data)
     explicit = out is not None
     out = Path(out) if explicit else spec.folder(data, runs)
@@ -236,8 +237,18 @@ def search(model: nn.Module, data: Data, sparsity: float = 0.9, pruning: str = "
     else:
         dense_rec = {"test_accuracy": evaluate(model, data, "test")["accuracy"],
                      "val_accuracy": evaluate(model, data, "val")["accuracy"], "seconds": 0.0}
+        _warn_if_untrained(dense_rec["val_accuracy"], data)
     results = run(spec, model, dense_rec, data, out, runs, progress, baselines=baselines)
     return SAFSResult(load_safs_model(out, "safs", model=model), results, out)
+
+
+def _warn_if_untrained(val_accuracy: float, data: Data) -> None:
+    """Warn when the network `search` takes as trained scores near always answering the most common class."""
+    majority = 100.0 * float(torch.bincount(data.val.y.cpu(), minlength=data.num_classes).max()) / len(data.val)
+    if val_accuracy <= majority + 0.1 * (100.0 - majority):
+        warnings.warn(f"the network scores {val_accuracy:.1f}% on the validation split, near the {majority:.1f}% of "
+                      "always answering its most common class: search takes the network as trained; pass "
+                      "train_dense=True to train it first", UserWarning, stacklevel=3)
 
 
 def _check_outputs(model: nn.Module, data: Data, device: str) -> None:

@@ -10,9 +10,11 @@ Every process working on a study (the run itself, `python -m safs_lite hpo-worke
 trials one at a time under a lock held across processes and machines (an O_EXCL lock file next
 to a file storage, an advisory lock on a database server): it counts the finished and running
 trials and starts one only while they are fewer than the budget, so a study never runs past it.
-A running trial carries its worker's host, pid and a heartbeat; one whose worker died (a dead
-pid on the same host, or no heartbeat for GRACE_S elsewhere) is marked failed and tried again
-with the same hyperparameters, by whichever worker comes next.
+A running trial carries its worker's host, PID namespace, pid and a heartbeat; one whose worker
+died (a dead pid in the same host and PID namespace, or no heartbeat for GRACE_S, wherever the
+worker ran: a pid reused by another process does not keep a trial alive) is marked failed and
+tried again with the same hyperparameters, by whichever worker comes next. The heartbeat thread
+outlives a failed write (the storage briefly unreachable) and stops only with its trial.
 """
 from __future__ import annotations
 
@@ -36,7 +38,21 @@ POLL_S = 1.0         # a worker with nothing to start looks again after this lon
 # System attributes of a kit trial (not shown as user attributes by optuna-dashboard's table).
 HOST, PID, BEAT, SLOT, RETRY_OF, LOST = ("safs:host", "safs:pid", "safs:heartbeat", "safs:slot", "safs:retry_of",
                                          "safs:lost")
+PIDNS = "safs:pidns"  # which pids a worker's pid is one of: boot and PID namespace (containers share hostnames)
 _HOSTNAME = socket.gethostname()
+
+
+def _pid_namespace() -> str:
+    """This process's boot id and PID namespace: two processes compare pids only when these are equal."""
+    parts = []
+    with contextlib.suppress(OSError):
+        parts.append(open("/proc/sys/kernel/random/boot_id").read().strip()[:8])
+    with contextlib.suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return "/".join(parts) or "unknown"
+
+
+_PIDNS = _pid_namespace()
 _ACTIVE: set[int] = set()  # ids of the trials this process is running now
 STORAGE_FORMS = "sqlite:///PATH, postgresql://USER@HOST/DB, mysql://USER@HOST/DB, journal:PATH"
 
@@ -150,22 +166,25 @@ def next_claim(trials: Sequence[FrozenTrial], budget: int, param_names: Sequence
 
 def mark_running(storage: optuna.storages.BaseStorage, trial_id: int, claim: Claim) -> None:
     """Say whose trial this is (host, pid, heartbeat) and which slot it fills."""
-    for key, value in ((HOST, _HOSTNAME), (PID, os.getpid()), (BEAT, time.time()), (SLOT, claim.slot)):
+    for key, value in ((HOST, _HOSTNAME), (PIDNS, _PIDNS), (PID, os.getpid()), (BEAT, time.time()),
+                       (SLOT, claim.slot)):
         storage.set_trial_system_attr(trial_id, key, value)
     if claim.retry_of is not None:
         storage.set_trial_system_attr(trial_id, RETRY_OF, claim.retry_of)
 
 
 def is_lost(trial: FrozenTrial, now: float | None = None, grace: float = GRACE_S) -> bool:
-    """Whether a RUNNING trial's worker is gone: a dead pid on this host, else no heartbeat for `grace` s."""
+    """Whether a RUNNING trial's worker is gone: no heartbeat for `grace` s, or (in this host and PID
+    namespace) a dead pid, or this process not running it."""
     attrs = trial.system_attrs
     if PID not in attrs:  # started by an older kit, or its worker died before saying whose it was
         return True
-    if attrs[HOST] == _HOSTNAME:
+    if attrs[HOST] == _HOSTNAME and attrs.get(PIDNS, _PIDNS) == _PIDNS:  # its pid is one of ours
         if attrs[PID] == os.getpid():
             return trial._trial_id not in _ACTIVE
-        return not _pid_alive(attrs[PID])
-    return (now or time.time()) - attrs[BEAT] > grace
+        if not _pid_alive(attrs[PID]):
+            return True
+    return (now or time.time()) - attrs[BEAT] > grace  # a live pid may be another process that reused it
 
 
 def _pid_alive(pid: int) -> bool:
@@ -213,8 +232,10 @@ def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int, every: float 
         while not stop.wait(every):
             try:
                 storage.set_trial_system_attr(trial_id, BEAT, time.time())
-            except Exception:  # the trial was finished or given up meanwhile: nothing left to keep alive
-                return
+            except Exception:  # finished or given up meanwhile: stop; the storage unreachable: beat again later
+                with contextlib.suppress(Exception):
+                    if storage.get_trial(trial_id).state != TrialState.RUNNING:
+                        return
 
     thread = threading.Thread(target=beat, name=f"safs-heartbeat-{trial_id}", daemon=True)
     _ACTIVE.add(trial_id)

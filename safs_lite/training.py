@@ -67,6 +67,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if self.train_subset is not None and (isinstance(self.train_subset, bool) or
+                                              not isinstance(self.train_subset, int) or self.train_subset < 1):
+            raise ValueError(f"train_subset must be an integer >= 1 or None (the whole split), "
+                             f"got {self.train_subset!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.optimizer in ("adam", "adamw") and not 0 <= self.momentum <= self.beta2 < 1:
@@ -205,15 +209,21 @@ class RunSchedule:
         else:
             self.sched = None
 
-    def step(self, loss: float | None = None) -> None:
-        """Advance one batch; `loss` (that batch's training loss) feeds the plateau rule."""
+    def step(self, loss: "float | torch.Tensor | None" = None) -> None:
+        """Advance one batch; `loss` (that batch's training loss) feeds the plateau rule.
+
+        A tensor loss is summed where it lives and read once per tenth of the run (one device
+        sync per chunk, not per batch).
+        """
         self.t += 1
         if self.sched is None:
             return
         if self.name == "plateau":
-            self._sum, self._n = self._sum + (0.0 if loss is None else float(loss)), self._n + 1
+            if torch.is_tensor(loss):
+                loss = loss.double()  # summed in float64, as a Python float sum would
+            self._sum, self._n = self._sum + (0.0 if loss is None else loss), self._n + 1
             if self.t % self.chunk == 0:
-                self.sched.step(self._sum / self._n)
+                self.sched.step(float(self._sum) / self._n)
                 self._sum = self._n = 0
         else:
             self.sched.step()
@@ -250,16 +260,18 @@ def evaluate(model: nn.Module, data: Data, split: str = "val", batch_size: int =
         data = data.to(device)
     autocast, fmt, _ = _cuda_setup(device)
     net = engine_for(model, engine)
-    loss = correct = n = 0.0
+    loss = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: one sync, at the end
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    n = 0
     for xb, yb in data.batches(split, batch_size):
         if fmt is not None:
             xb = xb.contiguous(memory_format=fmt)
         with autocast():
             out = net(xb).float()
-        loss += F.cross_entropy(out, yb, reduction="sum").item()
-        correct += (out.argmax(1) == yb).sum().item()
+        loss += F.cross_entropy(out, yb, reduction="sum")
+        correct += (out.argmax(1) == yb).sum()
         n += len(yb)
-    return {"loss": loss / n, "accuracy": 100.0 * correct / n}
+    return {"loss": loss.item() / n, "accuracy": 100.0 * correct.item() / n}
 
 
 @torch.inference_mode()
@@ -315,7 +327,8 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
     opt = make_optimizer(model, cfg)
     net = engine_for(model, cfg.engine)  # the model itself, or its compact form on the same parameters
     n_train = len(data.train) if cfg.train_subset is None else min(cfg.train_subset, len(data.train))
-    steps = math.ceil(n_train / cfg.batch_size)
+    steps = train_batches(n_train, cfg.batch_size)  # what `Data.batches` yields: the schedule ends with the run
+    guard = _FiniteGuard(model, device)
     sched = make_scheduler(opt, cfg, steps)
     history, best_acc, best_state = [], -1.0, None
     bar = tqdm(total=cfg.epochs * steps, desc=desc, disable=not progress, leave=False, unit="batch")
@@ -332,10 +345,7 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
             with autocast():
                 out = net(xb)
                 loss = F.cross_entropy(out, yb)
-            if not torch.isfinite(loss):  # stop before a NaN reaches weight_orig (NaN x mask 0 is NaN)
-                raise NonFiniteLossError(
-                    f"non-finite training loss ({loss.item()}) at epoch {epoch}, batch {batch}: "
-                    f"lr {cfg.lr:g} with {cfg.optimizer} diverged; the model was not updated with it")
+            guard.check_loss(loss, epoch, batch, cfg)  # a NaN never stays in weight_orig (NaN x mask 0 is NaN)
             opt.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
@@ -345,11 +355,13 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
                 scaler.step(opt)
                 scaler.update()
             lr_now = opt.param_groups[0]["lr"]
-            sched.step(loss.item() if sched.name == "plateau" else None)
+            sched.step(loss.detach() if sched.name == "plateau" else None)
             seen += len(yb)
             loss_sum += loss.detach() * len(yb)
             correct += (out.detach().argmax(1) == yb).sum()
             bar.update(1)
+            guard.every(batch, epoch, cfg)
+        guard.settle(epoch, cfg)
         # Validate every epoch when something needs it (best-epoch selection, HPO reports);
         # a short candidate evaluation only needs its last epoch.
         needed = cfg.select == "best" or on_epoch is not None
@@ -371,6 +383,77 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def train_batches(n: int, batch_size: int) -> int:
+    """Batches in one training pass over `n` images, as `Data.batches(..., train=True)` yields them
+    (a final batch of one image is dropped when there are more)."""
+    steps = math.ceil(n / batch_size)
+    return steps - 1 if n > 1 and n - batch_size * (steps - 1) == 1 else steps
+
+
+SYNC_EVERY = 50  # on a GPU, batches between two checks of the loss (each check waits for the device once)
+
+
+def _sync_every(device: torch.device) -> int:
+    """Batches between finiteness checks: every batch on the CPU (free there), SYNC_EVERY on a GPU."""
+    return 1 if device.type == "cpu" else SYNC_EVERY
+
+
+class _FiniteGuard:
+    """No non-finite training step ever stays in the weights, without a device sync per batch.
+
+    On the CPU each batch's loss is checked before its optimizer step, as it costs nothing. On a
+    GPU reading the loss would wait for the device every batch; instead a flag is kept on the
+    device (`isfinite` of every loss, and the first bad batch's number), read every `SYNC_EVERY`
+    batches and at the end of each epoch, and a copy of the model's state is taken at each check
+    that passes. A bad flag restores that copy, the last state whose every step was finite, before
+    `NonFiniteLossError` is raised: weight_orig (and every weight) hold no NaN or inf afterwards.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.model, self.n = model, _sync_every(device)
+        self.per_batch = self.n == 1
+        self.snapshot, self.since = None, 0
+        if not self.per_batch:
+            self.bad = torch.zeros((), dtype=torch.bool, device=device)
+            self.first = torch.zeros((), dtype=torch.int64, device=device)
+            self._save()
+
+    def _save(self) -> None:
+        self.snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items() if torch.is_tensor(v)}
+
+    def check_loss(self, loss: torch.Tensor, epoch: int, batch: int, cfg: TrainConfig) -> None:
+        if self.per_batch:
+            if not torch.isfinite(loss):  # stop before the step
+                raise NonFiniteLossError(
+                    f"non-finite training loss ({loss.item()}) at epoch {epoch}, batch {batch}: "
+                    f"lr {cfg.lr:g} with {cfg.optimizer} diverged; the model was not updated with it")
+            return
+        bad = ~torch.isfinite(loss.detach())
+        self.first = torch.where(bad & ~self.bad, torch.full_like(self.first, batch), self.first)
+        self.bad |= bad
+        self.since += 1
+
+    def every(self, batch: int, epoch: int, cfg: TrainConfig) -> None:
+        if not self.per_batch and self.since >= self.n:
+            self.settle(epoch, cfg)
+
+    def settle(self, epoch: int, cfg: TrainConfig) -> None:
+        """Read the flag (one sync); roll back and raise if a loss was not finite, else keep a new copy."""
+        if self.per_batch or self.since == 0:
+            return
+        self.since = 0
+        # the weights too: a step on a finite loss can still overflow them, and the copy must be clean
+        floats = [v for v in self.model.state_dict().values() if torch.is_tensor(v) and v.is_floating_point()]
+        weights_ok = torch.stack([torch.isfinite(v).all() for v in floats]).all()
+        if bool(self.bad | ~weights_ok):  # the one sync
+            what = (f"non-finite training loss at epoch {epoch}, batch {int(self.first)}" if bool(self.bad) else
+                    f"non-finite weights at epoch {epoch} (the loss stayed finite)")
+            self.model.load_state_dict(self.snapshot, strict=False)
+            raise NonFiniteLossError(f"{what}: lr {cfg.lr:g} with {cfg.optimizer} diverged; the model was "
+                                     "restored to its last state with finite steps")
+        self._save()
 
 
 def finetune_with(pruned: nn.Module, data: Data, ops: dict[str, str], cfg: TrainConfig,

@@ -42,3 +42,18 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert r.returncode == 2
     lines = [line for line in r.stderr.strip().splitlines() if not line.startswith("safs_lite: full MNIST not found")]  # minus the data notice
     assert len(lines) == 1 and message in lines[0], r.stderr
+
+
+def test_a_diverged_run_is_one_line_not_a_traceback(monkeypatch, capsys):
+    """Issue 22, item 11: NonFiniteLossError escaped the CLI's handler as a traceback."""
+    import safs_lite.safs
+    from safs_lite.cli import main
+    from safs_lite.training import NonFiniteLossError
+
+    def diverges(*args, **kwargs):
+        raise NonFiniteLossError("non-finite training loss (nan) at epoch 1, batch 3: lr 10 with sgd diverged")
+
+    monkeypatch.setattr(safs_lite.safs, "run_safs", diverges)
+    assert main(["run", "--preset", "smoke", "--sparsity", "0.9"]) == 1
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("safs_lite: ")]
+    assert err == ["error: non-finite training loss (nan) at epoch 1, batch 3: lr 10 with sgd diverged"]

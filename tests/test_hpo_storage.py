@@ -1,5 +1,6 @@
 """Stage-2 studies shared by several processes: a journal file and a real PostgreSQL server, the exact
 trial budget, no trial evaluated twice, a killed worker's trial retried, and `hpo-worker` on a real run."""
+import json
 import os
 import pwd
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -16,6 +18,7 @@ import pytest
 
 import safs_lite.hpo
 from safs_lite import PRESETS, SAFSConfig, run_safs
+from safs_lite.runs import config_hash
 from safs_lite.storage import LOST, PID, RETRY_OF, SLOT, check_storage, next_claim, open_storage
 from test_data import write_idx
 
@@ -216,7 +219,144 @@ def test_hpo_worker_finishes_a_runs_studies_and_the_numbers_do_not_change(tmp_pa
     assert not calls  # every trial was the worker's
     assert res["test_accuracy"] == ref["test_accuracy"] and res["alpha_beta"] == ref["alpha_beta"]
     names = {s.study_name for s in optuna.get_all_study_summaries(open_storage(journal))}
-    assert names == {"run-stage2", "run-safs"}  # <run folder>-<stage>: unique on a shared storage
+    key = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert names == {f"{stage}-{config_hash({'run': key, 'stage': stage})}" for stage in ("stage2", "safs")}
     r2 = subprocess.run([sys.executable, "-m", "safs_lite", "hpo-worker", str(tmp_path / "run"), "--storage",
                          "mongodb://x"], capture_output=True, text=True, timeout=300)
     assert r2.returncode == 2 and r2.stderr.strip().splitlines()[-1].startswith("error: unknown storage 'mongodb://x'")
+
+
+def _tiny_stage2_inputs(seed: int = 0):
+    import torch
+    from safs_lite import Data, build_model, get_activations, prune_model
+    from safs_lite.config import TRAIN_DEFAULTS, Preset
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(192, 1, 28, 28, generator=g), torch.randint(0, 10, (192,), generator=g)
+    data = Data.from_tensors((x[:128], y[:128]), (x[160:], y[160:]), val=(x[128:160], y[128:160]))
+    pruned = prune_model(build_model("lenet5", seed=seed), 0.9)
+    budgets = Preset(dense_epochs=1, finetune_epochs=1, candidate_epochs=1, candidate_subset=64, lahc_steps=1,
+                     lahc_history=1, hpo_trials=2, trial_epochs=1, trial_subset=64)
+    base = replace(TRAIN_DEFAULTS["lenet5"], batch_size=64)
+    return pruned, data, get_activations(pruned), budgets, base
+
+
+def test_runs_whose_folders_share_a_basename_each_run_their_own_trials(tmp_path, monkeypatch):
+    """Issue 22, item 1: /a/r0 and /b/r0 (other keys) on one journal storage: the second run does not
+    borrow the first one's finished study; a study holding another pruned network is refused in one line."""
+    from safs_lite.pipeline import stage2_study
+    from safs_lite.runs import save_json
+
+    journal = f"journal:{tmp_path / 'studies.log'}"
+    calls = []
+    real = safs_lite.hpo.finetune_with
+    monkeypatch.setattr(safs_lite.hpo, "finetune_with", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    pruned, data, ops, budgets, base = _tiny_stage2_inputs()
+    studies = []
+    for parent, sparsity in (("a", 0.9), ("b", 0.99)):
+        run = tmp_path / parent / "r0"
+        save_json(run / "config.json", {"config": {"model": "lenet5", "sparsity": sparsity, "seed": 0}})
+        before = len(calls)
+        studies.append(stage2_study(pruned, data, ops, budgets, base, 0, run / "stage2_hpo", "stage2", journal,
+                                    progress=False))
+        assert len(calls) - before == budgets.hpo_trials  # each run ran its own trials
+    assert studies[0].study_name != studies[1].study_name
+    assert studies[1].user_attrs["run_key"]["sparsity"] == 0.99
+    other, *_ = _tiny_stage2_inputs(seed=1)  # same run key, another pruned network
+    with pytest.raises(ValueError, match=r"belongs to another run \(its pruned differs") as err:
+        stage2_study(other, data, ops, budgets, base, 0, tmp_path / "a" / "r0" / "stage2_hpo", "stage2", journal,
+                     progress=False)
+    assert "\n" not in str(err.value)
+
+
+def test_the_heartbeat_outlives_a_failed_write_and_stops_with_its_trial():
+    """Issue 22, item 8: the heartbeat thread stopped for good on any exception (a storage briefly
+    unreachable), so a live worker's trial was later reaped as lost."""
+    from safs_lite.storage import BEAT, heartbeat
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    real, failures = storage.set_trial_system_attr, []
+
+    def flaky(trial_id, key, value):
+        if key == BEAT and not failures:
+            failures.append(1)
+            raise OSError("storage unreachable")
+        real(trial_id, key, value)
+
+    storage.set_trial_system_attr = flaky
+    with heartbeat(storage, trial._trial_id, every=0.02):
+        deadline = time.time() + 5
+        while BEAT not in storage.get_trial(trial._trial_id).system_attrs and time.time() < deadline:
+            time.sleep(0.02)
+    assert failures and BEAT in storage.get_trial(trial._trial_id).system_attrs  # beat again after the error
+
+
+def test_a_trial_is_lost_by_heartbeat_across_pid_namespaces_and_reused_pids():
+    """Issue 22, item 8: workers in separate PID namespaces sharing a hostname judged each other's pids (and
+    reaped live trials); a dead worker whose pid another process reused kept its trial running forever."""
+    from optuna.trial import TrialState, create_trial
+
+    from safs_lite.storage import _HOSTNAME, _PIDNS, BEAT, GRACE_S, HOST, PIDNS, is_lost
+
+    def running(pid, beat_age, pidns=_PIDNS):
+        return create_trial(state=TrialState.RUNNING, system_attrs={HOST: _HOSTNAME, PID: pid, PIDNS: pidns,
+                                                                   BEAT: time.time() - beat_age})
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    assert is_lost(running(int(dead), 0.0))  # a dead pid here: lost at once
+    assert not is_lost(running(int(dead), 0.0, pidns="another-container"))  # not our pid: its heartbeat decides
+    assert is_lost(running(int(dead), GRACE_S + 1, pidns="another-container"))
+    assert not is_lost(running(os.getppid(), 0.0))  # a live pid with a fresh heartbeat: running
+    assert is_lost(running(os.getppid(), GRACE_S + 1))  # a live pid (reused?) without a heartbeat: lost
+
+
+def _scripted_finetune(score_of, die=None):
+    """A stand-in for `finetune_with` whose validation accuracy per epoch is score_of(cfg, epoch); `die` (a list
+    of learning rates) makes the first trial with that lr stop after reporting epoch 1, as a killed worker."""
+    def finetune(pruned, data, ops, cfg, learn_scales=False, on_epoch=None, **kwargs):
+        history = []
+        for epoch in range(1, cfg.epochs + 1):
+            row = {"epoch": epoch, "val_acc": score_of(cfg, epoch), "val_loss": 1.0}
+            history.append(row)
+            on_epoch(row)
+            if die is not None and epoch == 1 and not die:
+                die.append(cfg.lr)
+                raise Killed()
+        return None, history
+    return finetune
+
+
+def test_the_pruner_stops_trials_at_a_rung_inside_tune(tmp_path, monkeypatch):
+    """Successive halving inside `tune`: after epoch 1 only the top third of the trials that reached it go on;
+    every PRUNED trial scored below a trial that went on at that rung."""
+    pruned, data, ops, budgets, base = _tiny_stage2_inputs()
+    monkeypatch.setattr(safs_lite.hpo, "finetune_with", _scripted_finetune(lambda cfg, e: 100 * cfg.lr + e))
+    study = safs_lite.hpo.tune(pruned, data, ops, replace(base, epochs=3), 9, tmp_path, seed=0, progress=False)
+    states = [t.state for t in study.trials]
+    pruned_trials = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(study.trials) == 9 and pruned_trials and optuna.trial.TrialState.COMPLETE in states
+    for t in pruned_trials:
+        assert list(t.intermediate_values) == [1]  # stopped at the first rung, not after the last epoch
+        went_on = [u.intermediate_values[1] for u in study.trials if 2 in u.intermediate_values
+                   and u.number < t.number]
+        assert not went_on or t.intermediate_values[1] < max(went_on)
+
+
+def test_a_trial_that_reported_then_died_is_retried_with_its_parameters(tmp_path, monkeypatch):
+    """A trial that reported epoch 1 and then lost its worker is failed (LOST) and retried, once, with the same
+    hyperparameters; the study still ends with exactly its budget of finished trials."""
+    pruned, data, ops, budgets, base = _tiny_stage2_inputs()
+    died: list[float] = []
+    monkeypatch.setattr(safs_lite.hpo, "finetune_with", _scripted_finetune(lambda cfg, e: 50.0 + e, died))
+    with pytest.raises(Killed):
+        safs_lite.hpo.tune(pruned, data, ops, replace(base, epochs=2), 3, tmp_path, seed=0, progress=False)
+    study = safs_lite.hpo.tune(pruned, data, ops, replace(base, epochs=2), 3, tmp_path, seed=0, progress=False)
+    [lost] = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert LOST in lost.system_attrs and lost.intermediate_values == {1: pytest.approx(51.0, abs=1e-5)}
+    [retry] = [t for t in study.trials if t.system_attrs.get(RETRY_OF) == lost.number]
+    assert retry.params == lost.params and retry.params["lr"] == died[0]
+    assert retry.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    assert len(study.get_trials(states=safs_lite.hpo.FINISHED)) == 3

