@@ -1,0 +1,78 @@
+"""Run (or resume) the evidence study of issue 18: many seeds per allocation, one run at a time, one thread.
+
+    SAFS_DATA=/path/to/data python tools/run_evidence.py --plan table1 --seeds 0-9
+    SAFS_DATA=/path/to/data python tools/run_evidence.py --plan allocations --seeds 0-9
+
+Plans:
+- ``table1``: the paper's setting, 99% layer-wise, `cpu` preset, baselines uniform and swish.
+- ``allocations``: 99% under global, erk, protected and layer-wise, `sweep` preset (cheaper: 5-epoch
+  retrains, 9 LAHC candidates on 10,000 images, 6 HPO trials), baselines uniform and swish.
+- ``sweep``: 90, 95, 98, 99.5% under layer-wise, global and erk, `sweep` preset (the accuracy-versus-
+  sparsity figure; 99% comes from ``allocations``).
+
+Runs go seed by seed (every allocation of seed 0 first), so a study cut short still pairs its seeds.
+Each run is `run_safs` with its run folder named from its key; a finished run is read back, an
+interrupted one resumes. Several processes may run plans side by side: each seed's dense network is
+trained under a file lock, once. Collect finished runs with `tools/collect_evidence.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import sys
+import time
+from dataclasses import replace
+
+import torch
+
+from safs_lite.config import TRAIN_DEFAULTS, SAFSConfig
+from safs_lite.data import load_data
+from safs_lite.paths import runs_dir
+from safs_lite.pipeline import train_dense
+from safs_lite.safs import run_safs
+
+PLANS = {
+    "table1": [("cpu", 0.99, "layerwise")],
+    "allocations": [("sweep", 0.99, p) for p in ("global", "erk", "protected", "layerwise")],
+    "sweep": [("sweep", s, p) for p in ("layerwise", "global", "erk") for s in (0.9, 0.95, 0.98, 0.995)],
+}
+BASELINES = ("uniform", "swish")
+
+
+def seeds_arg(text: str) -> list[int]:
+    """'0-9' or '0,3,5' -> a list of seeds."""
+    if "-" in text:
+        lo, hi = text.split("-")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--plan", choices=list(PLANS), required=True)
+    p.add_argument("--seeds", type=seeds_arg, default=seeds_arg("0-9"))
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    for seed in args.seeds:
+        for preset, sparsity, pruning in PLANS[args.plan]:
+            cfg = SAFSConfig(sparsity=sparsity, pruning=pruning, preset=preset, seed=seed).validate()
+            data = load_data(cfg.dataset, seed=seed, quiet=True)
+            lock = runs_dir() / f".dense-{cfg.model}-s{seed}.lock"
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            with open(lock, "w") as handle:  # one process trains each dense network; the others load it
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                base = replace(TRAIN_DEFAULTS[cfg.model], seed=seed)
+                train_dense(cfg.model, data, replace(base, epochs=cfg.budgets().dense_epochs), progress=False)
+            t0 = time.perf_counter()
+            res = run_safs(cfg, progress=False, baselines=BASELINES)
+            acc = res["test_accuracy"]
+            base_acc = " ".join(f"{n} {b['test_accuracy']:.2f}" for n, b in res["baselines"].items())
+            print(f"{preset} {sparsity:g} {pruning} s{seed}: MP {acc['magnitude_pruning']:.2f} stage1 "
+                  f"{acc['stage1']:.2f} stage2 {acc['stage2']:.2f} SAFS {acc['safs']:.2f} | {base_acc} "
+                  f"({time.perf_counter() - t0:.0f} s; {res['seconds']['total']:.0f} s of compute)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
