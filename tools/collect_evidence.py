@@ -1,0 +1,141 @@
+"""Collect the evidence study's finished runs into results/evidence/ and write its tables and figures.
+
+    SAFS_DATA=/path/to/data SAFS_RUNS=/path/to/runs python tools/collect_evidence.py
+
+For every finished run of `tools/run_evidence.py` (LeNet-5 / MNIST, this kit version) it copies the
+small artefacts (results.json, config.json, stage and baseline records, search logs) into
+results/evidence/runs/<name>/, saves the pruned network every stage starts from (kept weights only,
+`shipped.save_network`), and measures the mechanism (`mechanism.run_mechanism`: connected x alive per
+layer under ReLU and under the found operators; which methods collapsed to the majority class) and the
+connectivity ceiling. Then it writes, from the collected folders only (so a later session adds runs and
+reruns it):
+
+- results/evidence/summary.csv: one row per run and method (test and validation accuracy, seconds);
+- results/evidence/runs.csv: one row per run (gain, ceiling, MP collapsed, live connected units);
+- results/evidence/comparisons.md: per setting, the paired comparisons (`stats.comparison_table`);
+- figures/evidence_gain.png: each seed's SAFS gain against MP's accuracy, one marker per allocation.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from safs_lite.config import TRAIN_DEFAULTS
+from safs_lite.data import load_data
+from safs_lite.mechanism import run_mechanism
+from safs_lite.paths import figures_dir, results_dir, runs_dir
+from safs_lite.pipeline import train_dense
+from safs_lite.plots import plot_gain_vs_baseline, save_figure
+from safs_lite.pruning import accuracy_ceiling, clone, prune_model
+from safs_lite.results import LABELS, accuracies
+from safs_lite.runs import load_json, save_json
+from safs_lite.shipped import save_network
+from safs_lite.stats import comparison_table, format_comparison
+from safs_lite.version import KIT_VERSION
+
+PATTERNS = ("config.json", "results.json", "stage1.json", "stage2.json", "safs.json", "stage1_search.csv",
+            "baseline_*.json", "baseline_*_search.csv")
+METHOD_LABELS = {**LABELS, "uniform": "best uniform operator", "swish": "swish everywhere",
+                 "random": "random search", "sa": "simulated annealing", "ga": "genetic algorithm"}
+
+
+def finished(runs: Path) -> list[Path]:
+    """Finished LeNet-5 / MNIST run folders of this kit version."""
+    out = []
+    for folder in sorted(runs.glob("safs-lenet5-mnist-*")):
+        if (folder / "results.json").exists() and load_json(folder / "results.json").get("kit") == KIT_VERSION:
+            out.append(folder)
+    return out
+
+
+def collect(folder: Path, dest: Path) -> Path:
+    """Copy one run's small files, save its start network, and measure its mechanism; return the copy."""
+    res = load_json(folder / "results.json")
+    cfg = res["config"]
+    out = dest / folder.name.rsplit("-", 1)[0]
+    if (out / "results.json").exists() and load_json(out / "results.json") == res and (out / "mechanism.csv").exists():
+        return out  # collected before
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for pattern in PATTERNS:
+        for path in sorted(folder.glob(pattern)):
+            shutil.copy2(path, out / path.name)
+    torch.set_num_threads(int(cfg["threads"]))  # the dense cache is keyed on the thread count it was made with
+    data = load_data(cfg["dataset"], seed=cfg["seed"], quiet=True)
+    base = replace(TRAIN_DEFAULTS[cfg["model"]], seed=cfg["seed"])
+    dense, _ = train_dense(cfg["model"], data, replace(base, epochs=cfg["budgets"]["dense_epochs"]), progress=False)
+    pruned = prune_model(clone(dense), cfg["sparsity"], cfg["pruning"])
+    save_network(pruned, out / "pruned.pt", cfg["model"], cfg["dataset"])
+    table, collapsed = run_mechanism(out, data)
+    table.to_csv(out / "mechanism.csv", index=False)
+    collapsed.to_csv(out / "collapse.csv", index=False)
+    save_json(out / "ceiling.json", {"test_ceiling": accuracy_ceiling(pruned, data.test.y)})
+    return out
+
+
+def run_row(out: Path) -> dict:
+    """One run: setting, accuracies, gain, ceiling, whether MP collapsed, MP's live connected units."""
+    res = load_json(out / "results.json")
+    c, acc = res["config"], accuracies(res)
+    mech = pd.read_csv(out / "mechanism.csv")
+    relu = mech[mech["network"] == "relu"]
+    collapse = pd.read_csv(out / "collapse.csv").set_index("network")
+    return {"preset": c["preset"], "sparsity": c["sparsity"], "pruning": c["pruning"], "seed": c["seed"],
+            **acc, "safs_gain": acc["safs"] - acc["magnitude_pruning"],
+            "ceiling": load_json(out / "ceiling.json")["test_ceiling"],
+            "mp_collapsed": bool(collapse.loc["magnitude_pruning", "collapsed"]),
+            "mp_live_connected": int(relu["live_connected"].sum()),
+            "minutes": res["seconds"]["total"] / 60, "run": out.name}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS)")
+    args = p.parse_args()
+    dest = results_dir() / "evidence" / "runs"
+    dest.mkdir(parents=True, exist_ok=True)
+    for folder in finished(runs_dir(args.runs)):
+        print(f"collected {collect(folder, dest).name}", flush=True)
+    outs = sorted(p for p in dest.iterdir() if (p / "mechanism.csv").exists())
+    runs = pd.DataFrame([run_row(o) for o in outs])
+    runs.to_csv(dest.parent / "runs.csv", index=False)
+    long = []
+    for o in outs:
+        res = load_json(o / "results.json")
+        c = res["config"]
+        vals = {**res["val_accuracy"], **{n: b["val_accuracy"] for n, b in res["baselines"].items()}}
+        long += [{"preset": c["preset"], "sparsity": c["sparsity"], "pruning": c["pruning"], "seed": c["seed"],
+                  "method": m, "test_accuracy": a, "val_accuracy": vals.get(m), "run": o.name}
+                 for m, a in accuracies(res).items()]
+    pd.DataFrame(long).to_csv(dest.parent / "summary.csv", index=False)
+    lines = ["# The evidence study: paired comparisons per setting", "",
+             "Made by `python tools/collect_evidence.py` from the runs in `runs/` (commands in its docstring). "
+             "Differences are in test-accuracy points, paired by seed (mask); 95% BCa bootstrap interval of the "
+             "mean difference (10,000 resamples), two-sided Wilcoxon signed-rank p, wins/ties/losses.", ""]
+    for (preset, sparsity, pruning), group in runs.groupby(["preset", "sparsity", "pruning"], sort=True):
+        results = {int(r.seed): load_json(dest / r.run / "results.json") for r in group.itertuples()}
+        flat = {s: {"test_accuracy": accuracies(r)} for s, r in results.items()}
+        table = comparison_table(flat)
+        means = group[["dense", "magnitude_pruning", "stage1", "stage2", "safs", "uniform", "swish", "ceiling"]].mean()
+        lines += [f"## {100 * sparsity:g}% {pruning}, preset `{preset}`, seeds {sorted(results)} (n = {len(results)})",
+                  "", "Means (%): " + ", ".join(f"{METHOD_LABELS.get(k, k)} {v:.2f}" for k, v in means.items()),
+                  f"; MP collapsed to the majority class on {int(group['mp_collapsed'].sum())} of {len(group)} seeds.",
+                  "", format_comparison(table, labels=METHOD_LABELS), ""]
+    (dest.parent / "comparisons.md").write_text("\n".join(lines))
+    fig = plot_gain_vs_baseline(runs["safs_gain"], runs["magnitude_pruning"],
+                                [f"{r.pruning} ({r.preset})" for r in runs.itertuples()],
+                                title="99% sparsity: SAFS gain over MP against MP's accuracy, one point per seed",
+                                majority=11.35)
+    save_figure(fig, figures_dir() / "evidence_gain.png")
+    print((dest.parent / "comparisons.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
