@@ -11,7 +11,7 @@ from matplotlib.image import imread
 
 from safs_lite.figures import find_runs
 from safs_lite.plots import plot_found_activations, plot_sweep, plot_table1_bars
-from safs_lite.results import COLUMNS, alpha_beta_frame, load_table, table1_frame
+from safs_lite.results import COLUMNS, accuracies, alpha_beta_frame, load_table, table1_frame
 from safs_lite.searchlog import read_history
 from safs_lite.sweep import CSV_COLUMNS, load_sweep
 
@@ -104,16 +104,17 @@ def test_sweep_writes_a_tidy_table_and_the_figure(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     table = load_sweep(figures / "accuracy_vs_sparsity.csv")
     assert list(table.columns) == CSV_COLUMNS
-    assert len(table) == 2 * 2 * 4  # seeds x sparsities x methods (MP, stage 1, stage 2, SAFS)
-    assert set(table["method"]) == {"magnitude_pruning", "stage1", "stage2", "safs"}
+    # seeds x sparsities x methods (MP, stage 1, stage 2, SAFS and the default baselines, uniform and swish)
+    assert len(table) == 2 * 2 * 6
+    assert set(table["method"]) == {"magnitude_pruning", "stage1", "stage2", "safs", "uniform", "swish"}
     for _, row in table.iterrows():  # every number is the one its run saved
         res = json.loads((runs / row["run"] / "results.json").read_text())
-        assert res["test_accuracy"][row["method"]] == row["test_accuracy"]
+        assert accuracies(res)[row["method"]] == row["test_accuracy"]
         assert (res["config"]["sparsity"], res["config"]["seed"]) == (row["sparsity"], row["seed"])
     assert imread(figures / "accuracy_vs_sparsity.png").shape[1] > 400
     assert "magnitude_pruning" in r.stdout and "safs" in r.stdout
     stamps = {p: p.stat().st_mtime_ns for p in runs.glob("safs-*/*.json") if p.name != "results.json"}
-    assert len(stamps) == 4 * 4  # config, stage1, stage2, safs records of each run
+    assert len(stamps) == 4 * 6  # config, stage1, two baselines, stage2, safs records of each run
     r2 = cli(*args, figures=figures)  # every run is reused: no stage is recomputed
     assert r2.returncode == 0
     assert {p: p.stat().st_mtime_ns for p in runs.glob("safs-*/*.json") if p.name != "results.json"} == stamps
