@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     w.add_argument("--sparsities", type=float, nargs="+", default=list(SPARSITIES),
                    help="sparsities to run (default: 0.9 0.95 0.98 0.99)")
-    w.add_argument("--pruning", nargs="+", default=["layerwise", "global"], help="layerwise and/or global")
+    w.add_argument("--pruning", nargs="+", default=["layerwise", "global"],
+                   help=f"any of {', '.join(PRUNING_METHODS)} (default: layerwise global)")
     _common(w, "model", "dataset", "data", "runs", "device", "threads", "deterministic", "workers", "scheduler",
             "storage")
     w.set_defaults(func=_sweep)

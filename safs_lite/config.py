@@ -106,7 +106,7 @@ class SAFSConfig:
     model: str = "lenet5"
     dataset: str = "mnist"
     sparsity: float = 0.99
-    pruning: str = "layerwise"   # "layerwise" (paper) or "global"
+    pruning: str = "layerwise"   # "layerwise" (paper), "global", "erk" or "protected" (pruning.PRUNING_METHODS)
     preset: str = "smoke"
     seed: int = 0
     search: str = "lahc"         # "lahc" (paper) or "random" (baseline at the same evaluation count)

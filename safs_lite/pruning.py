@@ -1,7 +1,10 @@
 """Magnitude pruning through torch.nn.utils.prune, with reports and export.
 
 `prune_model` attaches a fixed 0/1 mask to the weight of every prunable layer
-(every Conv2d and Linear, first and last included, as the paper does). The
+(every Conv2d and Linear, first and last included, as the paper does). How the
+target sparsity is shared between layers is the allocation (`PRUNING_METHODS`):
+the paper's "layerwise", "global", Erdos-Renyi-Kernel "erk" and the "protected"
+rule; `allocation_table` compares them per layer. The
 mask is applied in a forward pre-hook (`weight = weight_orig * weight_mask`),
 so however an optimizer moves `weight_orig`, the pruned weights the network
 uses stay exactly zero. `export` makes the masks permanent (`prune.remove`)
@@ -10,12 +13,14 @@ for a plain state dict.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
-PRUNING_METHODS = ("layerwise", "global")
+PRUNING_METHODS = ("layerwise", "global", "erk", "protected")
+PROTECTED_LAST_MAX = 0.8  # the protected rule's cap on the last layer's sparsity (Gale et al. 2019)
 
 
 def check_sparsity(sparsity: float) -> float:
@@ -52,10 +57,11 @@ def prune_model(model: nn.Module, sparsity: float, method: str = "layerwise") ->
     Args:
         model: the (dense) model.
         sparsity: fraction of weights to remove, in [0, 1).
-        method: "layerwise" removes that fraction from every prunable layer (the
+        method: the allocation. "layerwise" removes that fraction from every prunable layer (the
             paper's; at 0.99 LeNet-5's conv1 keeps 2 of 150 weights); "global"
             removes the globally smallest weights, so layers end up with
-            different sparsities.
+            different sparsities; "erk" and "protected" fix each layer's kept count first
+            (`kept_counts`), then remove that layer's smallest weights.
 
     Returns:
         The same model, with pruning masks attached.
@@ -73,10 +79,154 @@ def prune_model(model: nn.Module, sparsity: float, method: str = "layerwise") ->
     if method == "layerwise":
         for m in layers.values():
             prune.l1_unstructured(m, "weight", amount=sparsity)
-    else:
+    elif method == "global":
         prune.global_unstructured([(m, "weight") for m in layers.values()],
                                   pruning_method=prune.L1Unstructured, amount=sparsity)
+    else:
+        kept = kept_counts(model, sparsity, method)
+        for name, m in layers.items():  # an integer amount: how many weights this layer loses
+            prune.l1_unstructured(m, "weight", amount=m.weight.numel() - kept[name])
     return model
+
+
+def _largest_remainder(quota: dict[str, float], sizes: dict[str, int], total: int) -> dict[str, int]:
+    """Integer kept counts near `quota` (real numbers) that sum to `total` exactly, each within [0, size].
+
+    Every layer gets floor(quota); the weights still missing go one each to the layers with the largest
+    fractional parts (ties: forward order). So each count is within one weight of its quota.
+    """
+    kept = {n: min(sizes[n], max(0, math.floor(q))) for n, q in quota.items()}
+    order = sorted(quota, key=lambda n: -(quota[n] - math.floor(quota[n])))  # stable: forward order on ties
+    for name in order:
+        if sum(kept.values()) >= total:
+            break
+        if kept[name] < sizes[name]:
+            kept[name] += 1
+    return kept
+
+
+def _erk_quota(sizes: dict[str, int], shapes: dict[str, tuple[int, ...]], budget: int) -> dict[str, float]:
+    """Erdos-Renyi-Kernel kept counts (real): density proportional to sum(shape) / prod(shape), scaled so the
+    counts sum to `budget`; a layer whose density would exceed 1 is kept dense and the rest re-scaled, until
+    none exceeds 1 (the procedure of RigL's sparse_utils, Evci et al. 2020)."""
+    dense: set[str] = set()
+    while True:
+        free = [n for n in sizes if n not in dense]
+        if not free:
+            return {n: float(sizes[n]) for n in sizes}
+        raw = {n: sum(shapes[n]) / math.prod(shapes[n]) for n in free}
+        eps = (budget - sum(sizes[n] for n in dense)) / sum(raw[n] * sizes[n] for n in free)
+        over = [n for n in free if eps * raw[n] > 1.0]
+        if not over:
+            return {n: float(sizes[n]) if n in dense else eps * raw[n] * sizes[n] for n in sizes}
+        top = max(raw[n] for n in over)
+        dense |= {n for n in over if raw[n] == top}  # densify the densest layer(s), then re-scale the rest
+
+
+def _protected_quota(sizes: dict[str, int], sparsity: float, budget: int) -> dict[str, float]:
+    """The protected rule's kept counts (real): first layer dense, last layer at most PROTECTED_LAST_MAX
+    sparse, every other layer at one common sparsity raised until the total meets `budget`."""
+    names = list(sizes)
+    if len(names) < 2:
+        raise ValueError(f"the protected allocation needs at least 2 prunable layers, got {len(names)}")
+    first, last, middle = names[0], names[-1], names[1:-1]
+    rest = budget - sizes[first]  # weights left for the middle and last layers
+    if rest < 0:
+        raise ValueError(f"protected allocation cannot meet sparsity {sparsity!r}: the dense first layer "
+                         f"{first!r} alone keeps {sizes[first]} > {budget} weights; use a lower sparsity or erk")
+    common = rest / sum(sizes[n] for n in names[1:])  # density shared by middle and last
+    if 1.0 - common <= PROTECTED_LAST_MAX:
+        return {first: float(sizes[first]), **{n: common * sizes[n] for n in names[1:]}}
+    last_kept = (1.0 - PROTECTED_LAST_MAX) * sizes[last]
+    n_middle = sum(sizes[n] for n in middle)
+    if rest < last_kept or (not middle and rest != last_kept):
+        raise ValueError(f"protected allocation cannot meet sparsity {sparsity!r}: a dense {first!r} and "
+                         f"{last!r} at most {PROTECTED_LAST_MAX:.0%} sparse keep more than {budget} weights; "
+                         "use a lower sparsity or erk")
+    return {first: float(sizes[first]), **{n: (rest - last_kept) / n_middle * sizes[n] for n in middle},
+            last: last_kept}
+
+
+def kept_counts(model: nn.Module, sparsity: float, method: str = "layerwise") -> dict[str, int]:
+    """How many weights each prunable layer keeps under an allocation, before pruning.
+
+    "layerwise": n - round(sparsity * n) per layer (torch's rounding of a float amount); "global": read
+    from the global magnitude threshold (pruning a copy); "erk" and "protected": the allocation's real
+    per-layer quota (`_erk_quota`, `_protected_quota`), rounded by largest remainder so the kept counts
+    sum exactly to round((1 - sparsity) * total) and each is within one weight of its quota.
+
+    Args:
+        model: a dense model.
+        sparsity: overall fraction of weights to remove, in [0, 1).
+        method: a key of PRUNING_METHODS.
+
+    Returns:
+        Layer name -> kept weights, in forward order.
+
+    Example:
+        >>> from safs_lite import build_model
+        >>> kept_counts(build_model("lenet5"), 0.99, "protected")["conv1"]  # the first layer stays dense
+        150
+    """
+    sparsity, method = check_sparsity(sparsity), check_pruning(method)
+    layers = prunable_layers(model)
+    sizes = {n: m.weight.numel() for n, m in layers.items()}
+    if method == "layerwise":
+        return {n: size - round(sparsity * size) for n, size in sizes.items()}
+    if method == "global":
+        return {n: k for n, (_, k) in layer_counts(prune_model(clone(model), sparsity, "global")).items()}
+    budget = round((1.0 - sparsity) * sum(sizes.values()))
+    if method == "erk":
+        quota = _erk_quota(sizes, {n: tuple(m.weight.shape) for n, m in layers.items()}, budget)
+    else:
+        quota = _protected_quota(sizes, sparsity, budget)
+    return _largest_remainder(quota, sizes, budget)
+
+
+def allocation_table(model: nn.Module, sparsity: float, methods=PRUNING_METHODS, labels=None):
+    """Per-layer kept weights and sparsity under each allocation, and each allocation's connectivity ceiling.
+
+    Prunes a copy of `model` per allocation (the model is left dense). An allocation the target is out of
+    reach for (protected at a high sparsity) gets no rows.
+
+    Args:
+        model: a dense model (its weights decide which weights global and each layer keep).
+        sparsity: overall fraction of weights to remove, in [0, 1).
+        methods: allocations to compare (keys of PRUNING_METHODS).
+        labels: class labels (e.g. the test split's) for `accuracy_ceiling`; None leaves "ceiling" NaN.
+
+    Returns:
+        A pandas DataFrame, one row per allocation and layer plus an "overall" row per allocation; columns
+        allocation, layer, weights, kept, sparsity, connected (output units that see the input; NaN on
+        "overall"), ceiling (%, the same on every row of an allocation).
+
+    Example:
+        >>> from safs_lite import build_model
+        >>> t = allocation_table(build_model("lenet5", seed=0), 0.99, ["erk"])
+        >>> int(t.query("layer == 'overall'")["kept"].iloc[0])
+        442
+    """
+    import pandas as pd  # here: pruning itself needs only torch
+
+    rows = []
+    for method in methods:
+        try:
+            pruned = prune_model(clone(model), sparsity, method)
+        except ValueError as err:
+            if method != "protected" or "cannot meet" not in str(err):
+                raise
+            continue
+        ceiling = accuracy_ceiling(pruned, labels) if labels is not None else float("nan")
+        connected = input_connected(pruned)
+        counts = layer_counts(pruned)
+        for name, (n, k) in counts.items():
+            rows.append({"allocation": method, "layer": name, "weights": n, "kept": k, "sparsity": 1.0 - k / n,
+                         "connected": connected[name], "ceiling": ceiling})
+        n, k = (sum(c[i] for c in counts.values()) for i in (0, 1))
+        rows.append({"allocation": method, "layer": "overall", "weights": n, "kept": k, "sparsity": 1.0 - k / n,
+                     "connected": float("nan"), "ceiling": ceiling})
+    return pd.DataFrame(rows, columns=["allocation", "layer", "weights", "kept", "sparsity", "connected",
+                                       "ceiling"])
 
 
 def is_pruned(model: nn.Module) -> bool:
