@@ -92,14 +92,21 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(lab):
+def chromium_browser():
+    """Headless Chromium through Playwright, one per module (Playwright's sync API allows one at a time)."""
+    path = _chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=lab["chromium"], headless=True,
+        chromium = p.chromium.launch(executable_path=path, headless=True,
                                      args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module")
+def browser(lab, chromium_browser):
+    return chromium_browser
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +277,7 @@ def book(tmp_path_factory):
     import http.server
     import threading
 
-    chromium = _chromium()
+    _chromium()
     out = tmp_path_factory.mktemp("book")
     done = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "build_book.py"), "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
@@ -278,31 +285,26 @@ def book(tmp_path_factory):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out / "html"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield {"url": f"http://127.0.0.1:{server.server_address[1]}", "chromium": chromium}
+    yield {"url": f"http://127.0.0.1:{server.server_address[1]}"}
     server.shutdown()
 
 
-def test_the_book_links_every_notebook_and_its_figures_load(book):
-    from playwright.sync_api import sync_playwright
-
+def test_the_book_links_every_notebook_and_its_figures_load(book, chromium_browser):
     notebooks = sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=book["chromium"], headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = chromium.new_page()
+    page = chromium_browser.new_page()
+    page.goto(f"{book['url']}/index.html")
+    assert "Start here: the notebooks" in page.title() + page.locator("h1").first.inner_text()
+    toc = page.locator(".toctree-wrapper a.reference.internal")
+    links = {a.get_attribute("href").split("#")[0] for a in toc.all()}
+    assert {f"{n}.html" for n in notebooks} <= links, f"the table of contents lacks {sorted(links)}"
+    for name in notebooks:
         page.goto(f"{book['url']}/index.html")
-        assert "Start here: the notebooks" in page.title() + page.locator("h1").first.inner_text()
-        toc = page.locator(".toctree-wrapper a.reference.internal")
-        links = {a.get_attribute("href").split("#")[0] for a in toc.all()}
-        assert {f"{n}.html" for n in notebooks} <= links, f"the table of contents lacks {sorted(links)}"
-        for name in notebooks:
-            page.goto(f"{book['url']}/index.html")
-            page.locator(f".toctree-wrapper a[href='{name}.html']").first.click()  # follow the table of contents
-            page.wait_for_load_state("load")
-            assert page.url.endswith(f"/{name}.html"), page.url
-            images = page.locator("article img")
-            assert images.count() >= 1, f"{name}: no figure on the page"
-            broken = page.evaluate("() => [...document.querySelectorAll('article img')]"
-                                   ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
-            assert not broken, f"{name}: figures that do not load: {broken}"
-        chromium.close()
+        page.locator(f".toctree-wrapper a[href='{name}.html']").first.click()  # follow the table of contents
+        page.wait_for_load_state("load")
+        assert page.url.endswith(f"/{name}.html"), page.url
+        images = page.locator("article img")
+        assert images.count() >= 1, f"{name}: no figure on the page"
+        broken = page.evaluate("() => [...document.querySelectorAll('article img')]"
+                               ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+        assert not broken, f"{name}: figures that do not load: {broken}"
+    page.close()
