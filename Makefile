@@ -1,10 +1,10 @@
-# safs_lite: `make demo` runs the main job, `make test` runs the tests. Both create .venv first.
+# safs_lite: `make demo` runs the main job, `make test` runs the tests, `make book` builds the notebooks' site. All create .venv first.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test reproduce benchmark notebooks clean
+.PHONY: install demo test reproduce benchmark notebooks book clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +31,15 @@ benchmark: install
 	$(PY) benchmarks/throughput.py
 
 # Re-execute every notebook on the data you have (SAFS_DATA=../shared/data for full MNIST; made absolute,
-# since the kernels run in notebooks/), then strip image outputs (the figures live in figures/).
+# since the kernels run in notebooks/), then strip widget state and metadata (each figure stays as its PNG output).
 notebooks: install
 	SAFS_DATA=$(if $(SAFS_DATA),$(abspath $(SAFS_DATA)),) $(VENV)/bin/jupyter nbconvert --to notebook --execute \
 		--inplace --ExecutePreprocessor.timeout=3600 notebooks/*.ipynb
 	$(PY) tools/clean_notebooks.py notebooks/*.ipynb
+
+# The notebooks as a static website, from their stored outputs (nothing is re-run; offline): build/book/html.
+book: install
+	$(PY) tools/build_book.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -10,7 +10,7 @@ import tempfile
 
 _TMP = tempfile.mkdtemp(prefix="safs_lite_test_")
 for _var, _sub in (("SAFS_DATA", "data"), ("SAFS_CACHE", "cache"), ("SAFS_RUNS", "runs"),
-                   ("SAFS_FIGURES", "figures")):
+                   ("SAFS_FIGURES", "figures"), ("SAFS_SCRATCH", "scratch")):
     os.environ[_var] = os.path.join(_TMP, _sub)
     os.makedirs(os.environ[_var], exist_ok=True)
 os.environ["SAFS_OFFLINE"] = "1"

@@ -1,11 +1,14 @@
 """Checks for the notebooks' exercises: `check("04.1", answer)` says whether an answer is right.
 
 Every notebook ends with two or three exercises that run in seconds to minutes on 2 CPU
-cores. Each has a check here, named "<notebook>.<exercise>". A check prints "correct"
-for a right answer and raises an AssertionError that says what is wrong for a wrong one.
-An answer not given yet (a function that still raises NotImplementedError, or None)
-gets a hint instead of an error, so the notebooks run top to bottom as shipped. The
-solutions are in notebooks/solutions/.
+cores. Each has a check here, named "<notebook>.<exercise>". A check tests the idea on
+inputs the notebook does not print. It prints "correct" for a right answer; a wrong one
+raises an AssertionError that says what is wrong and, only then, gives a hint. An answer
+not given yet (None, or a function that still raises NotImplementedError) prints "not
+answered yet" without a hint, so the notebooks run top to bottom as shipped and their
+stored outputs give nothing away. Sub-questions are keyword arguments, e.g.
+`check("02.1", quantile_mask, conv1_keeps_at_95=8)`. The solutions, with model answers
+to each notebook's "why" questions, are in notebooks/solutions/.
 
 Example:
     >>> check("04.1", lambda fitness, current, late: fitness >= current or fitness >= late)
@@ -14,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -29,6 +33,12 @@ def _close(got: Any, want: float, tol: float, what: str) -> None:
     assert isinstance(got, (int, float, np.floating, np.integer)) or torch.is_tensor(got), \
         f"{what} should be a number, got {type(got).__name__}"
     assert math.isclose(float(got), want, abs_tol=tol), f"{what}: expected {want:.4g}, got {float(got):.4g}"
+
+
+def _given(value: Any, name: str) -> None:
+    """A sub-question's answer must be given: None counts as not answered yet."""
+    if value is None:
+        raise NotImplementedError(name)
 
 
 # ---------------------------------------------------------------- 01: dense training
@@ -58,7 +68,8 @@ def _confusion(fn: Callable) -> None:
 # ---------------------------------------------------------------- 02: magnitude pruning
 
 
-def _quantile_mask(fn: Callable) -> None:
+def _quantile_mask(fn: Callable, conv1_keeps_at_95: int | None = None) -> None:
+    _given(conv1_keeps_at_95, "conv1_keeps_at_95")
     g = torch.Generator().manual_seed(1)
     for shape, sparsity in (((6, 1, 5, 5), 0.99), ((120, 256), 0.99), ((84, 120), 0.9), ((10, 84), 0.5)):
         w = torch.randn(shape, generator=g)
@@ -69,6 +80,9 @@ def _quantile_mask(fn: Callable) -> None:
                                         f"(round(sparsity * n) are removed), yours keeps {int(got.sum())}")
         kept, cut = w.abs()[got.bool()], w.abs()[~got.bool()]
         assert cut.numel() == 0 or kept.min() >= cut.max(), "keep the weights with the LARGEST |w|"
+    assert int(conv1_keeps_at_95) == 150 - round(0.95 * 150), (
+        f"conv1_keeps_at_95 = {conv1_keeps_at_95}: that is not what your quantile_mask keeps for a (6, 1, 5, 5) "
+        "weight at 0.95 (run it and count)")
 
 
 def _ceiling(fn: Callable) -> None:
@@ -83,15 +97,65 @@ def _ceiling(fn: Callable) -> None:
                f"ceiling for connected classes {connected} (in %)")
 
 
+def prune_per_layer(model: torch.nn.Module, sparsities: dict[str, float]) -> torch.nn.Module:
+    """Magnitude-prune each named layer of `model` (in place) by its own sparsity; layers not named stay dense."""
+    from torch.nn.utils import prune
+
+    from .pruning import prunable_layers
+
+    layers = prunable_layers(model)
+    unknown = sorted(set(sparsities) - set(layers))
+    if unknown:
+        raise ValueError(f"no prunable layer {unknown[0]!r}; valid: {', '.join(layers)}")
+    for name, sparsity in sparsities.items():
+        prune.l1_unstructured(layers[name], "weight", amount=float(sparsity))
+    return model
+
+
+def overall_sparsity(sparsities: dict[str, float], sizes: dict[str, int]) -> float:
+    """The network's sparsity when layer `name` of `sizes[name]` weights removes round(s * n) of them."""
+    removed = sum(round(float(sparsities.get(name, 0.0)) * n) for name, n in sizes.items())
+    return removed / sum(sizes.values())
+
+
+def _per_layer(answer, model: torch.nn.Module | None = None, data=None, target: float = 0.95) -> None:
+    import copy
+
+    from .pruning import prunable_layers
+    from .training import evaluate
+
+    assert model is not None and data is not None, "pass the dense model and the data: model=model, data=data"
+    assert isinstance(answer, dict), f"give a dict layer -> sparsity, got {type(answer).__name__}"
+    sizes = {name: m.weight.numel() for name, m in prunable_layers(model).items()}
+    bad = {k: v for k, v in answer.items() if k not in sizes or not 0 <= float(v) < 1}
+    assert not bad, f"{bad}: layers are {', '.join(sizes)}, each sparsity in [0, 1)"
+    reached = overall_sparsity(answer, sizes)
+    assert reached >= target - 1e-9, (
+        f"these sparsities remove {reached:.2%} of the network's weights, short of {target:.0%}: the network's "
+        "sparsity weighs each layer by its number of weights")
+    mine = evaluate(prune_per_layer(copy.deepcopy(model), answer), data, "val")["accuracy"]
+    uniform = evaluate(prune_model(copy.deepcopy(model), target), data, "val")["accuracy"]
+    assert mine >= uniform, (
+        f"validation accuracy {mine:.2f}% without fine-tuning, below the {uniform:.2f}% of {target:.0%} in every "
+        "layer: spend the sparsity where the scan says it costs least")
+
+
 # ---------------------------------------------------------------- 03: activation library
 
 
-def _tanh_scales(answer) -> None:
+def _tanh_scales(answer, same_as_relu: Callable | None = None) -> None:
+    _given(same_as_relu, "same_as_relu")
     assert isinstance(answer, (tuple, list)) and len(answer) == 2 and None not in answer, \
         "give (alpha, beta) as two numbers"
     alpha, beta = map(float, answer)
-    _close(alpha, 0.5, 0.03, "the level tanh saturates at is alpha")
-    _close(alpha * beta, 1.5, 0.1, "the slope at 0 of alpha * tanh(beta * x) is alpha * beta")
+    _close(alpha, 0.5, 0.03, "the level alpha * tanh(beta * x) saturates at")
+    _close(alpha * beta, 1.5, 0.1, "the slope at 0 of alpha * tanh(beta * x)")
+    x = torch.linspace(-5, 5, 101)
+    for a, b in ((3.0, 1 / 3), (0.2, 5.0), (1.0, 1.0), (2.0, 2.0), (-1.0, -1.0), (-2.0, 0.5), (4.0, 0.25), (0.5, 1.0)):
+        want = torch.allclose(a * torch.relu(b * x), torch.relu(x), atol=1e-5)
+        assert bool(same_as_relu(a, b)) == want, (
+            f"same_as_relu({a:g}, {b:g}) should be {want}: compare {a:g} * relu({b:g} * x) with relu(x) at a "
+            "negative and a positive x")
 
 
 def _dead_fraction(fn: Callable) -> None:
@@ -103,9 +167,11 @@ def _dead_fraction(fn: Callable) -> None:
                f"{name}: fraction of the inputs with |f'(z)| < 1e-6")
 
 
-def _symexp_flat(answer) -> None:
-    assert answer is not None, "give a number"
-    _close(answer, 20.0, 0.5, "|x| beyond which symexp's gradient is exactly 0 (look at SYMEXP_CLAMP)")
+def _symexp_half(answer) -> None:
+    x = torch.linspace(0, 30, 30001, dtype=torch.float16)
+    naive = torch.sign(x) * (torch.exp(x.abs()) - 1)
+    want = float(x[torch.isinf(naive)].min())
+    _close(answer, want, 0.05, "|x| beyond which the naive symexp is inf in float16")
 
 
 # ---------------------------------------------------------------- 04: LAHC
@@ -136,6 +202,14 @@ def reference_decisions(start: float, candidates: list[float], history: int) -> 
 
 
 def _decisions(fn: Callable) -> None:
+    for start, cands, history in ((40.0, [48.0, 44.0, 41.0, 46.0, 39.0], 3), (10.0, [12.0, 11.0, 13.0, 10.5], 2)):
+        want = reference_decisions(start, cands, history)
+        got = [bool(v) for v in fn(start, cands, history)]
+        for step, (g, w, f) in enumerate(zip(got, want, cands), start=1):
+            late_accept = w and not reference_decisions(start, cands, 1)[step - 1]
+            assert g == w, (f"L = {history}, start {start:g}, candidates {cands}: step {step} (candidate {f:g}) should "
+                            f"be {'accepted' if w else 'rejected'}" + (" although it is worse than the current "
+                            "fitness: a late acceptance" if late_accept else ""))
     rng = np.random.default_rng(3)
     for history in (1, 3, 5):
         for _ in range(20):
@@ -188,14 +262,41 @@ def _sgd_shrink(fn: Callable) -> None:
 # ---------------------------------------------------------------- 06: HPO
 
 
-def _top_third(fn: Callable) -> None:
-    for scores in ([10.0, 30.0, 20.0], [5.0, 1.0, 9.0, 7.0, 3.0, 8.0], [1.0, 2.0], [4.0, 4.0, 4.0, 1.0, 9.0, 2.0,
-                                                                                    8.0, 3.0, 7.0]):
-        n = max(1, len(scores) // 3)
-        want = set(sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:n])
-        got = set(fn(scores))
-        assert got == want, (f"scores {scores}: the top third (at least one, {n} here) are trials {sorted(want)}, "
-                             f"got {sorted(got)}")
+def optuna_promotions(scores: list[float], reduction_factor: int = 3) -> list[bool]:
+    """Which trials Optuna's SuccessiveHalvingPruner lets past the first rung, for first-epoch scores arriving
+    one trial at a time (maximised; min_resource 1, as `safs_lite.hpo` sets it). Runs Optuna itself."""
+    import optuna
+
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(direction="maximize", pruner=optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=reduction_factor))
+        out = []
+        for score in scores:
+            trial = study.ask()
+            trial.report(float(score), 1)
+            pruned = trial.should_prune()
+            study.tell(trial, None if pruned else float(score),
+                       state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE)
+            out.append(not pruned)
+        return out
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def _promotions(fn: Callable) -> None:
+    rng = np.random.default_rng(6)
+    streams = [[5.0, 5.0, 4.0, 6.0, 6.0, 1.0, 6.0], [3.0, 1.0, 2.0, 2.0, 2.0, 3.0]]
+    streams += [[float(v) for v in rng.integers(0, 6, n)] for n in (5, 9, 12, 20) for _ in range(3)]
+    for scores in streams:
+        want = optuna_promotions(scores)
+        got = [bool(v) for v in fn(list(scores))]
+        assert len(got) == len(scores), f"return one True/False per trial ({len(scores)}), got {len(got)}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert g == w, (f"scores arriving in the order {scores}: trial {i} (score {scores[i]:g}) is "
+                            f"{'promoted' if w else 'pruned'} by Optuna, you say {'promoted' if g else 'pruned'}; "
+                            f"it competes with the {i + 1} scores seen so far, its own included")
 
 
 def _optuna_objective(fn: Callable) -> None:
@@ -227,15 +328,24 @@ def _epochs_used(fn: Callable) -> None:
 # ---------------------------------------------------------------- 07: reproduction
 
 
-def _best_global_seed(answer) -> None:
+def _best_global_seed(answer, layerwise_seeds_below: list | None = None) -> None:
     from .shipped import shipped_sweep
 
+    _given(layerwise_seeds_below, "layerwise_seeds_below")
     assert isinstance(answer, (tuple, list)) and len(answer) == 2 and None not in answer, "give (seed, gain)"
-    table = shipped_sweep().query("sparsity == 0.99 and pruning == 'global'")
-    acc = table.pivot_table(index="seed", columns="method", values="test_accuracy")
-    gains = acc["safs"] - acc["magnitude_pruning"]
-    assert int(answer[0]) == int(gains.idxmax()), "not that seed: compare the SAFS gain of the three global runs"
-    _close(answer[1], float(gains.max()), 0.01, "its SAFS gain (points, SAFS - MP)")
+    sweep = shipped_sweep()
+    gains = {}
+    for pruning in ("global", "layerwise"):
+        acc = sweep.query(f"sparsity == 0.99 and pruning == '{pruning}'").pivot_table(
+            index="seed", columns="method", values="test_accuracy")
+        gains[pruning] = acc["safs"] - acc["magnitude_pruning"]
+    assert int(answer[0]) == int(gains["global"].idxmax()), \
+        "not that seed: compare the SAFS gain (SAFS - MP) of every global run at 99%"
+    _close(answer[1], float(gains["global"].max()), 0.01, "its SAFS gain (points, SAFS - MP)")
+    below = sorted(int(s) for s, g in gains["layerwise"].items() if g < 0)
+    assert sorted(int(s) for s in layerwise_seeds_below) == below, (
+        f"layerwise_seeds_below = {sorted(layerwise_seeds_below)}: not the layer-wise seeds whose SAFS test "
+        "accuracy is below magnitude pruning's")
 
 
 def _gain_summary(fn: Callable) -> None:
@@ -254,38 +364,83 @@ def _gain_summary(fn: Callable) -> None:
     _close(got[1], table.loc["std", "safs_gain"], 1e-6, "std of the SAFS gain over seeds (ddof=1)")
 
 
+# ---------------------------------------------------------------- 08: your own model
+
+
+def _csr_bytes(fn: Callable) -> None:
+    g = torch.Generator().manual_seed(8)
+    for rows, cols, keep in ((64, 128, 0.05), (10, 64, 0.2), (300, 50, 0.01), (7, 9, 0.5)):
+        dense = torch.randn(rows, cols, generator=g) * (torch.rand(rows, cols, generator=g) < keep)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            csr = dense.to_sparse_csr()
+        want = sum(t.numel() * t.element_size() for t in (csr.values(), csr.col_indices(), csr.crow_indices()))
+        kept = int((dense != 0).sum())
+        got = fn(rows, cols, kept)
+        assert got is not None and int(got) == want, (
+            f"a {rows} x {cols} float32 matrix with {kept} kept weights: torch's CSR tensors take {want} bytes, you "
+            f"say {got} (the dense matrix: {4 * rows * cols})")
+
+
+def _global_keep(fn: Callable) -> None:
+    from torch.nn.utils import prune
+
+    g = torch.Generator().manual_seed(9)
+    for scales, sparsity in (((0.5, 0.1, 0.3), 0.9), ((1.0, 1.0), 0.5), ((0.05, 2.0, 0.2, 1.0), 0.95)):
+        weights = {f"layer{i}": torch.randn(int(n), generator=g) * s
+                   for i, (s, n) in enumerate(zip(scales, torch.randint(20, 400, (len(scales),), generator=g)))}
+        mods = {k: torch.nn.Linear(1, 1) for k in weights}
+        for k, m in mods.items():
+            m.weight = torch.nn.Parameter(weights[k].clone())
+        prune.global_unstructured([(m, "weight") for m in mods.values()], prune.L1Unstructured, amount=sparsity)
+        want = {k: int(m.weight_mask.sum()) for k, m in mods.items()}
+        got = fn(weights, sparsity)
+        assert isinstance(got, dict) and {k: int(v) for k, v in got.items()} == want, (
+            f"layers of {[w.numel() for w in weights.values()]} weights (std {list(scales)}) at {sparsity:.0%} "
+            f"global: expected kept {want}, got {got}")
+
+
 CHECKS: dict[str, tuple[Callable, str]] = {
-    "01.1": (_n_weights, "loop over model.named_modules() and count m.weight.numel() of each Conv2d and Linear"),
-    "01.2": (_confusion, "cm[t, p] += 1 for every pair, or torch.bincount(k * y_true + y_pred, minlength=k * k)"),
-    "02.1": (_quantile_mask, "the (1 - sparsity) quantile of |w| is close; torch.topk(|w|.flatten(), keep) is exact"),
-    "02.2": (_ceiling, "share (%) of labels in the connected classes, plus the largest share among the others"),
-    "03.1": (_tanh_scales, "tanh saturates at 1 and has slope 1 at 0: alpha scales both, beta only the slope"),
-    "03.2": (_dead_fraction, "x = z.clone().requires_grad_(True); torch.autograd.grad(get_op(name)(x).sum(), x)"),
-    "03.3": (_symexp_flat, "operator_curves('symexp', x=np.linspace(-40, 40, 801)) shows where df becomes 0"),
-    "04.1": (_accepts, "accept if the candidate is no worse than the current fitness OR than the late one"),
-    "04.2": (_decisions, "late = [start] * L; for step 1, 2, ...: slot = step % L, decide, then late[slot] = current"),
-    "05.1": (_fold, "c = alpha * beta of a site; multiply the next layer's weight by c, set alpha = beta = 1"),
-    "05.2": (_sgd_shrink, "each step multiplies p by about (1 - lr * wd / (1 - momentum))"),
-    "06.1": (_top_third, "sort the indices by score, highest first, and keep max(1, n // 3)"),
-    "06.2": (_optuna_objective, "lr = trial.suggest_float('lr', 1e-4, 1e-1, log=True); return -(log10(lr) + 2.5) ** 2"),
-    "06.3": (_epochs_used, "sum(len(t.intermediate_values) for t in study.trials)"),
-    "07.1": (_best_global_seed, "set the run browser to 99% global and step through the seeds"),
-    "07.2": (_gain_summary, "gains = [r['test_accuracy']['safs'] - r['test_accuracy']['magnitude_pruning'] ...]"),
+    "01.1": (_n_weights, "which modules hold the weights notebook 02 prunes, and which attribute is the weight?"),
+    "01.2": (_confusion, "the row is the true class, the column the prediction; try it on 3 images by hand"),
+    "02.1": (_quantile_mask, "count how many weights to remove first, then keep the rest by |w|; round() as "
+                             "l1_unstructured does"),
+    "02.2": (_ceiling, "a class whose output unit sees no input can still be predicted: how often, at best?"),
+    "02.3": (_per_layer, "the scan shows which layers lose little when pruned hard: prune those harder, and "
+                         "recompute the network's sparsity from the layer sizes"),
+    "03.1": (_tanh_scales, "tanh itself saturates at 1 with slope 1 at 0; relu(c * x) = c * relu(x) only for c >= 0"),
+    "03.2": (_dead_fraction, "autograd gives f'(z) at every z at once if you differentiate the sum of the outputs"),
+    "03.3": (_symexp_half, "float16's largest finite number is 65504; solve exp(|x|) - 1 = 65504 or try torch"),
+    "04.1": (_accepts, "LAHC compares the candidate with two values; hill climbing uses only one of them"),
+    "04.2": (_decisions, "which slot does step k read, and when is it overwritten: before or after the decision?"),
+    "05.1": (_fold, "relu is positively homogeneous: where can the factor alpha * beta go instead?"),
+    "05.2": (_sgd_shrink, "with zero gradient, momentum accumulates the decay term itself; simulate a few steps"),
+    "06.1": (_promotions, "Optuna keeps the best max(1, n // 3) of the n first-rung scores seen so far; ties?"),
+    "06.2": (_optuna_objective, "suggest on a log scale; the value Optuna maximises should peak at lr = 10^-2.5"),
+    "06.3": (_epochs_used, "each trial reports once per epoch it trained"),
+    "07.1": (_best_global_seed, "the run browser shows every run; the sweep table `sweep_table` holds the same"),
+    "07.2": (_gain_summary, "Table 1's std is the sample standard deviation"),
+    "08.1": (_csr_bytes, "CSR stores each kept value, its column index and one row pointer per row plus one; "
+                         "torch uses 8-byte indices"),
+    "08.2": (_global_keep, "global pruning sorts |w| of all layers together"),
 }
 
 
-def check(name: str, answer: Any) -> None:
+def check(name: str, answer: Any, **parts: Any) -> None:
     """Check the answer to exercise `name` ("04.1", ...): print "correct" if it is right.
 
     An answer not given yet (None, or a function that still raises NotImplementedError)
-    prints a hint instead; nothing is returned, so a notebook cell shows only the printed line.
+    prints "not answered yet" and nothing else; a wrong answer raises an error that says
+    what is wrong and gives a hint. Nothing is returned, so a notebook cell shows only the
+    printed line.
 
     Args:
         name: the exercise, "<notebook>.<number>".
         answer: what the exercise asks for (a function, a number or a tuple).
+        **parts: sub-questions, as the exercise names them (None: not answered yet).
 
     Raises:
-        AssertionError: the answer is wrong; the message says how.
+        AssertionError: the answer is wrong; the message says how, then gives a hint.
         ValueError: no exercise is called `name`.
     """
     if name not in CHECKS:
@@ -294,10 +449,11 @@ def check(name: str, answer: Any) -> None:
     try:
         if answer is None:
             raise NotImplementedError
-        fn(answer)
-    except NotImplementedError:
-        print(f"exercise {name}: not answered yet. Hint: {hint}")
+        fn(answer, **parts)
+    except NotImplementedError as missing:
+        what = f" ({missing.args[0]} is still None)" if missing.args and isinstance(missing.args[0], str) else ""
+        print(f"exercise {name}: not answered yet{what}")
         return
     except AssertionError as err:
-        raise AssertionError(f"exercise {name} is not right yet: {err}") from None
+        raise AssertionError(f"exercise {name} is not right yet: {err}\nHint: {hint}") from None
     print(f"exercise {name}: correct")

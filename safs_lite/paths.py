@@ -43,3 +43,15 @@ def figures_dir(root: str | os.PathLike | None = None) -> Path:
 def results_dir(root: str | os.PathLike | None = None) -> Path:
     """The reproduction's shipped results: `root` if given, else $SAFS_RESULTS, else <repo>/results."""
     return _folder("SAFS_RESULTS", "results", root)
+
+
+def scratch_dir(name: str = "figures") -> Path:
+    """A git-ignored folder for what a notebook run writes (its figures): <repo>/build/<name> (created).
+
+    $SAFS_SCRATCH moves it. A notebook run never changes a tracked file; the figures a reader sees are the
+    notebook's own outputs.
+    """
+    root = os.environ.get("SAFS_SCRATCH")
+    path = (Path(root).expanduser().resolve() if root else REPO_ROOT / "build") / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

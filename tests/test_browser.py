@@ -5,6 +5,9 @@ runs each notebook from the Run menu, then changes every control of its widget w
 keyboard and asserts that the widget's text and its plot change. Screenshots of every step go to a
 temporary folder (printed; kept by pytest under its tmp_path). Notebook 07 reads the shipped results.
 
+A third test builds the book (`make book`, tools/build_book.py) into a temporary folder, serves it over HTTP,
+follows its table of contents from the landing page to every notebook and checks that each page's figures load.
+
 Needs Debian's Chromium (`apt-get install -y chromium`; .ci/run installs it) and Playwright for Python
 (a dependency of the kit; it cannot download its own browsers here, so it is pointed at /usr/bin/chromium).
 Without Chromium the tests fail in CI (CI=true) with a one-line message and are skipped elsewhere.
@@ -89,14 +92,21 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(lab):
+def chromium_browser():
+    """Headless Chromium through Playwright, one per module (Playwright's sync API allows one at a time)."""
+    path = _chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=lab["chromium"], headless=True,
+        chromium = p.chromium.launch(executable_path=path, headless=True,
                                      args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module")
+def browser(lab, chromium_browser):
+    return chromium_browser
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +265,46 @@ def test_the_run_browser_reacts_to_every_control(browser, lab, shots):
     assert state(cell) == after_seed
     page.close()
     print(f"07: {time.perf_counter() - t0:.0f} s")
+
+
+# ---------------------------------------------------------------- the book (`make book`)
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    """The book built from the committed notebooks into a temporary folder, served over HTTP on a free port."""
+    import functools
+    import http.server
+    import threading
+
+    _chromium()
+    out = tmp_path_factory.mktemp("book")
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "build_book.py"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out / "html"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {"url": f"http://127.0.0.1:{server.server_address[1]}"}
+    server.shutdown()
+
+
+def test_the_book_links_every_notebook_and_its_figures_load(book, chromium_browser):
+    notebooks = sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    page = chromium_browser.new_page()
+    page.goto(f"{book['url']}/index.html")
+    assert "Start here: the notebooks" in page.title() + page.locator("h1").first.inner_text()
+    toc = page.locator(".toctree-wrapper a.reference.internal")
+    links = {a.get_attribute("href").split("#")[0] for a in toc.all()}
+    assert {f"{n}.html" for n in notebooks} <= links, f"the table of contents lacks {sorted(links)}"
+    for name in notebooks:
+        page.goto(f"{book['url']}/index.html")
+        page.locator(f".toctree-wrapper a[href='{name}.html']").first.click()  # follow the table of contents
+        page.wait_for_load_state("load")
+        assert page.url.endswith(f"/{name}.html"), page.url
+        images = page.locator("article img")
+        assert images.count() >= 1, f"{name}: no figure on the page"
+        broken = page.evaluate("() => [...document.querySelectorAll('article img')]"
+                               ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+        assert not broken, f"{name}: figures that do not load: {broken}"
+    page.close()

@@ -1,7 +1,10 @@
-"""Strip notebooks for committing: keep text outputs, drop images, widget state and timing metadata.
+"""Strip notebooks for committing: keep text and PNG outputs, drop widget state and timing metadata.
 
-Figures live as PNG files in figures/ (and are linked from a markdown cell), so
-a committed notebook needs only its text outputs to stay readable and small.
+A notebook shows each figure once, as its own PNG output (the figure the run drew, on
+the data it had), so the committed notebook, GitHub and the book built by `make book`
+show the same figures. A notebook run saves its figures only to a git-ignored scratch
+folder (safs_lite.paths.scratch_dir), never into a tracked file. Other image formats
+(SVG, JPEG, GIF duplicates of a PNG) are dropped to keep the files small.
 
 Usage:
     python tools/clean_notebooks.py notebooks/*.ipynb
@@ -14,24 +17,23 @@ from pathlib import Path
 
 import nbformat
 
-IMAGE_MIMES = ("image/png", "image/svg+xml", "image/jpeg", "image/gif")
+DROPPED_MIMES = ("image/svg+xml", "image/jpeg", "image/gif")
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def clean_output(output: dict) -> dict | None:
-    """One output without images or widget views; None if nothing worth keeping remains.
+    """One output without widget views or non-PNG images; None if nothing worth keeping remains.
 
     A widget display (e.g. a tqdm bar) is dropped whole: its text/plain part is only
-    the widget's placeholder repr. A figure keeps its "<Figure size ...>" text line.
+    the widget's placeholder repr. A figure keeps its PNG and its "<Figure size ...>" line.
     """
     data = output.get("data")
     if data is None:  # stream and error outputs are text: keep them
         return output
     if WIDGET_MIME in data:
         return None
-    for mime in IMAGE_MIMES:
+    for mime in DROPPED_MIMES:
         data.pop(mime, None)
-    output.get("metadata", {}).pop("image/png", None)  # size hints of removed images
     return output if data else None
 
 
