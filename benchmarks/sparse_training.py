@@ -11,8 +11,15 @@ and global. For each pruned network:
   engines take turns over the rounds and each keeps its fastest round (other processes on a
   shared machine only ever add time). The two runs' training losses are printed side by side:
   the engines compute the same function, so they agree to float rounding.
-- inference: forward passes at batch 1 and 256 under inference mode,
-  torch.utils.benchmark.Timer.blocked_autorange, the least median over interleaved rounds.
+- inference: forward passes at batch 1 and 256 under inference mode, the least CPU time per
+  pass over interleaved rounds.
+- the `cpu` preset's cost per seed, estimated from these epochs: 15 dense epochs (an unpruned
+  network: both engines are the dense one) plus 201 to 361 epochs of the pruned network (magnitude
+  fine-tune 30; stage 1: 41 candidates and a 30-epoch retrain; stage 2 and SAFS: 20 HPO trials of
+  1 to 5 epochs each and a 30-epoch retrain each), at 99% layer-wise.
+
+Times are process CPU seconds (time.process_time; on one thread the wall-clock time of an idle
+core), so other jobs on a shared machine do not inflate them; the wall-clock seconds are shown too.
 
 With --profile, the per-operation profile (torch.profiler) of 20 training steps at 99%
 layer-wise for each engine follows the tables.
@@ -32,7 +39,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.benchmark import Timer
 
 from safs_lite import TrainConfig, build_model, load_data, prune_model, train
 from safs_lite.compact import CompactNet, compact
@@ -45,20 +51,40 @@ BATCHES = (1, 256)
 REPO = Path(__file__).resolve().parents[1]
 
 
-def epoch_seconds(pruned: torch.nn.Module, data, rounds: int, subset: int | None) -> dict[str, dict]:
-    """Per engine: the fastest round's seconds for one training epoch with validation, and its losses."""
-    out = {e: {"seconds": float("inf")} for e in ENGINES}
+def epoch_seconds(pruned: torch.nn.Module, data, rounds: int, subset: int | None,
+                  engines=ENGINES) -> dict[str, dict]:
+    """Per engine: the fastest round's epoch (training + validation): its row, with "cpu" the process CPU seconds.
+
+    CPU seconds are the process's own (time.process_time): on a shared machine other processes
+    stretch wall-clock time, not these; on an idle core with one thread the two agree.
+    """
+    out = {e: {"cpu": float("inf")} for e in engines}
     for _ in range(rounds):
-        for engine in ENGINES:
+        for engine in engines:
             cfg = TrainConfig(epochs=1, select="last", engine=engine, train_subset=subset, seed=0)
-            row = train(clone(pruned), data, cfg, progress=False)[0]
-            if row["seconds"] < out[engine]["seconds"]:
+            model = clone(pruned)
+            t0 = time.process_time()
+            row = train(model, data, cfg, progress=False)[0]
+            row["cpu"] = time.process_time() - t0
+            if row["cpu"] < out[engine]["cpu"]:
                 out[engine] = row
     return out
 
 
+def cpu_per_call(f, x, min_run_time: float) -> float:
+    """Process CPU seconds per call of f(x), over a loop of at least `min_run_time` CPU seconds."""
+    n, spent = 1, 0.0
+    while spent < min_run_time:
+        t0 = time.process_time()
+        for _ in range(n):
+            f(x)
+        spent = time.process_time() - t0
+        n *= 2
+    return spent / (n // 2)
+
+
 def inference_seconds(pruned: torch.nn.Module, min_run_time: float, rounds: int) -> dict[tuple[str, int], float]:
-    """(engine, batch) -> seconds per forward pass: the least median over interleaved rounds."""
+    """(engine, batch) -> CPU seconds per forward pass: the least over interleaved rounds."""
     gen = torch.Generator().manual_seed(0)
     runs = {"dense": pruned, "compact": CompactNet(pruned)}
     best = {}
@@ -70,9 +96,8 @@ def inference_seconds(pruned: torch.nn.Module, min_run_time: float, rounds: int)
                 raise SystemExit("compact logits differ from the masked model's: a bug, not a result")
             for _ in range(rounds):
                 for name, f in runs.items():
-                    t = Timer("f(x)", globals={"f": f, "x": x}, num_threads=torch.get_num_threads())
-                    sec = t.blocked_autorange(min_run_time=min_run_time).median
-                    best[name, b] = min(best.get((name, b), float("inf")), sec)
+                    f(x)  # warm-up: the compact plan is built at the first call
+                    best[name, b] = min(best.get((name, b), float("inf")), cpu_per_call(f, x, min_run_time))
     return best
 
 
@@ -132,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
              "epoch (Adam, batch 256) plus validation, fastest of "
              f"{rounds} interleaved round(s). Live units: input-connected units of conv1/conv2/fc1/fc2/fc3.", "",
              "### Epoch time (training + validation)", "",
-             "| pruning | sparsity | live units | dense s | compact s | speed-up | train loss dense / compact |",
-             "| --- | ---: | --- | ---: | ---: | ---: | --- |"]
+             "| pruning | sparsity | live units | dense CPU s | compact CPU s | speed-up | wall s dense / compact "
+             "| train loss dense / compact |",
+             "| --- | ---: | --- | ---: | ---: | ---: | --- | --- |"]
     print("\n".join(lines), flush=True)
     epochs, pruned_models = {}, {}
     for method in METHODS:
@@ -143,16 +169,18 @@ def main(argv: list[str] | None = None) -> int:
             e = epoch_seconds(pruned, data, rounds, subset)
             epochs[method, s] = e
             line = (f"| {method} | {100 * s:g}% ({100 * sparsity_report(pruned)['overall']:.2f}) | "
-                    f"{live_units(pruned)} | {e['dense']['seconds']:.2f} | {e['compact']['seconds']:.2f} | "
-                    f"{e['dense']['seconds'] / e['compact']['seconds']:.1f}x | "
+                    f"{live_units(pruned)} | {e['dense']['cpu']:.2f} | {e['compact']['cpu']:.2f} | "
+                    f"{e['dense']['cpu'] / e['compact']['cpu']:.1f}x | "
+                    f"{e['dense']['seconds']:.2f} / {e['compact']['seconds']:.2f} | "
                     f"{e['dense']['train_loss']:.5f} / {e['compact']['train_loss']:.5f} |")
             lines.append(line)
             print(line, flush=True)
-    inf_lines = ["", "### Inference (forward pass, inference mode; layer-wise pruning)", "",
+    inf_lines = ["", "### Inference (forward pass, inference mode; layer-wise pruning; CPU ms per pass)", "",
                  "| sparsity | batch | dense ms | compact ms | speed-up |", "| ---: | ---: | ---: | ---: | ---: |"]
     print("\n".join(inf_lines), flush=True)
+    inf = {}
     for s in SPARSITIES:
-        sec = inference_seconds(pruned_models["layerwise", s], min_run_time, inf_rounds)
+        sec = inf[s] = inference_seconds(pruned_models["layerwise", s], min_run_time, inf_rounds)
         for b in BATCHES:
             line = (f"| {100 * s:g}% | {b} | {1e3 * sec['dense', b]:.3f} | {1e3 * sec['compact', b]:.3f} | "
                     f"{sec['dense', b] / sec['compact', b]:.1f}x |")
@@ -160,15 +188,26 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
     lines += inf_lines
     at = {s: epochs["layerwise", s] for s in (0.90, 0.99)}
-    speed = {s: at[s]["dense"]["seconds"] / at[s]["compact"]["seconds"] for s in at}
-    inf99 = inference_seconds(pruned_models["layerwise", 0.99], min_run_time, inf_rounds)
-    inf_speed = inf99["dense", 256] / inf99["compact", 256]
+    speed = {s: at[s]["dense"]["cpu"] / at[s]["compact"]["cpu"] for s in at}
+    inf_speed = inf[0.99]["dense", 256] / inf[0.99]["compact", 256]
     verdict = ["", "Targets (issue 19): epoch at 99% layer-wise at least 5x faster: "
                f"{speed[0.99]:.1f}x ({'met' if speed[0.99] >= 5 else 'NOT met'}); at 90% at least 2x: "
                f"{speed[0.90]:.1f}x ({'met' if speed[0.90] >= 2 else 'NOT met'}); inference at 99%, batch 256, "
                f"at least 5x: {inf_speed:.1f}x ({'met' if inf_speed >= 5 else 'NOT met'})."]
     lines += verdict
     print("\n".join(verdict), flush=True)
+    unpruned = epoch_seconds(dense, data, rounds, subset, engines=("dense",))["dense"]["cpu"]
+    per_epoch = {e: at[0.99][e]["cpu"] * (1 if subset is None else len(data.train) / subset) for e in ENGINES}
+    dense_epoch = unpruned * (1 if subset is None else len(data.train) / subset)
+    cost = ["", "### The cpu preset per seed, estimated (99% layer-wise, full training split)", "",
+            f"Dense (unpruned) epoch: {dense_epoch:.1f} CPU s. Pruned epoch: dense engine {per_epoch['dense']:.1f} s, "
+            f"compact {per_epoch['compact']:.1f} s.", "", "| engine | 15 dense + 201 pruned epochs | "
+            "15 dense + 361 pruned epochs |", "| --- | ---: | ---: |"]
+    for e in ENGINES:
+        lo, hi = (15 * dense_epoch + n * per_epoch[e] for n in (201, 361))
+        cost.append(f"| {e} | {lo / 60:.0f} CPU min | {hi / 60:.0f} CPU min |")
+    lines += cost
+    print("\n".join(cost), flush=True)
     if args.profile:
         prof = ["", "### Per-operation profile, 99% layer-wise, batch 256", "",
                 profile_steps(pruned_models["layerwise", 0.99])]
