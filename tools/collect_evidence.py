@@ -124,8 +124,8 @@ def main() -> int:
         table = comparison_table(flat)
         means = group[["dense", "magnitude_pruning", "stage1", "stage2", "safs", "uniform", "swish", "ceiling"]].mean()
         lines += [f"## {100 * sparsity:g}% {pruning}, preset `{preset}`, seeds {sorted(results)} (n = {len(results)})",
-                  "", "Means (%): " + ", ".join(f"{METHOD_LABELS.get(k, k)} {v:.2f}" for k, v in means.items()),
-                  f"; MP collapsed to the majority class on {int(group['mp_collapsed'].sum())} of {len(group)} seeds.",
+                  "", "Means (%): " + ", ".join(f"{METHOD_LABELS.get(k, k)} {v:.2f}" for k, v in means.items())
+                  + f"; MP collapsed to the majority class on {int(group['mp_collapsed'].sum())} of {len(group)} seeds.",
                   "", format_comparison(table, labels=METHOD_LABELS), ""]
     (dest.parent / "comparisons.md").write_text("\n".join(lines))
     fig = plot_gain_vs_baseline(runs["safs_gain"], runs["magnitude_pruning"],
