@@ -19,7 +19,8 @@ from safs_lite import load_data
 from safs_lite.figures import find_runs, load_results
 from safs_lite.pruning import accuracy_ceiling, connected_units
 from safs_lite import load_safs_model
-from safs_lite.results import PAPER_TABLE1
+from safs_lite.results import LABELS, PAPER_TABLE1, accuracies
+from safs_lite.stats import comparison_table, format_comparison
 
 TARGET_SAFS, TARGET_GAIN, TARGET_MINUTES, TARGET_CEILING = 62.22, 15.5, 30.0, 0.85
 
@@ -27,7 +28,7 @@ TARGET_SAFS, TARGET_GAIN, TARGET_MINUTES, TARGET_CEILING = 62.22, 15.5, 30.0, 0.
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="cpu")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     args = p.parse_args()
     folders = find_runs(args.preset, tuple(args.seeds))
     results = load_results(folders)
@@ -66,6 +67,17 @@ def main() -> None:
         print(f"{name:<26}{value:>10.2f}{goal:>10}{'yes' if met else 'no':>6}{margin:>+9.2f}")
     print(f"\npaper: MP {paper['magnitude_pruning']}, SAFS {paper['safs']}; the mean accuracy ceiling of the "
           f"kit's masks is {mean['ceiling']:.2f}% ({mean['classes connected']:.1f} of 10 classes connected)")
+    # Issue 18's targets: paired intervals over the seeds (masks), never a bare mean.
+    comparisons = comparison_table({s: {"test_accuracy": accuracies(r)} for s, r in results.items()})
+    print(f"\npaired comparisons over {len(results)} seeds (test accuracy points; 95% BCa bootstrap interval):")
+    print(format_comparison(comparisons, style="text", labels={**LABELS, "uniform": "best uniform operator",
+                                                                 "swish": "swish everywhere"}))
+    for ref in ("magnitude_pruning", "uniform", "swish"):
+        row = comparisons[(comparisons["method"] == "safs") & (comparisons["reference"] == ref)]
+        if len(row):
+            r = row.iloc[0]
+            print(f"goal SAFS - {ref}: interval [{r.ci_low:+.2f}, {r.ci_high:+.2f}] over n = {r.n}: lower bound "
+                  f"{'above' if r.ci_low > 0 else 'not above'} 0")
 
 
 if __name__ == "__main__":
