@@ -43,7 +43,7 @@ def test_two_workers_give_the_serial_sweep_and_report_a_failed_run(tmp_path, one
     assert "error: 1 of 4 runs failed" in r.stderr.strip().splitlines()[-1]
     assert len(list(runs.glob("safs-*/results.json"))) == 3
     partial = pd.read_csv(figures / "accuracy_vs_sparsity.csv")
-    assert len(partial) == 3 * 4 and broken.name not in set(partial["run"])
+    assert len(partial) == 3 * 6 and broken.name not in set(partial["run"])  # 6 methods: MP, 3 stages, 2 baselines
 
     (broken / "config.json").unlink()
     stamps = {p: p.stat().st_mtime_ns for p in runs.glob("safs-*/*.json")}
@@ -56,7 +56,7 @@ def test_two_workers_give_the_serial_sweep_and_report_a_failed_run(tmp_path, one
     columns = [c for c in serial.columns if c != "seconds"]
     pd.testing.assert_frame_equal(parallel[columns], pd.read_csv(tmp_path / "serial_figures" /
                                                                  "accuracy_vs_sparsity.csv")[columns])
-    assert (parallel["run"] == serial["run"]).all() and len(parallel) == 4 * 4
+    assert (parallel["run"] == serial["run"]).all() and len(parallel) == 4 * 6
 
     r = cli(*ARGS, "--workers", 2, "--runs", runs, "--data", data, figures=figures)  # all done: no cluster
     assert r.returncode == 0 and pd.read_csv(figures / "accuracy_vs_sparsity.csv").equals(parallel)
