@@ -335,6 +335,20 @@ def load_pruned(model: nn.Module, state_dict: dict) -> nn.Module:
         if f"{name}.weight_mask" in state_dict and not prune.is_pruned(m):
             prune.identity(m, "weight")
     model.load_state_dict(state_dict)
+    return refresh_weights(model)
+
+
+def refresh_weights(model: nn.Module) -> nn.Module:
+    """Recompute each pruned layer's `weight` attribute (weight_orig * mask) now, as the next dense forward would.
+
+    torch's pruning hook refreshes it only in a forward pass; after loading a state dict, restoring a
+    best epoch or training on the compact engine (which reads weight_orig directly), `weight` would
+    otherwise show stale values until then.
+    """
+    for m in prunable_layers(model).values():
+        for hook in m._forward_pre_hooks.values():
+            if isinstance(hook, prune.BasePruningMethod):
+                setattr(m, hook._tensor_name, hook.apply_mask(m))
     return model
 
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .activations import scale_parameters, set_activations, set_trainable_scales
 from .compact import check_engine, engine_for
 from .data import Data
-from .pruning import clone
+from .pruning import clone, refresh_weights
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("constant", "step", "cosine", "cosine_warm", "plateau")
@@ -382,6 +382,7 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    refresh_weights(model)  # `weight` of a pruned layer as the weights now are (the compact engine skips the hook)
     return history
 
 

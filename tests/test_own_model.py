@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from safs_lite.baselines import DEFAULT_BASELINES
 from safs_lite import (Data, SAFSConfig, get_activations, load_data, load_safs_model, masks, run_safs, search,
                        train_dense)
 from safs_lite.config import PRESETS, TRAIN_DEFAULTS
@@ -135,8 +136,8 @@ def test_search_decides_on_validation_only(own, split_reads, tmp_path):
     search(MixedMLP(), data, sparsity=0.8, preset="smoke", out=tmp_path / "run", progress=False)
     assert any(inside for _, inside in split_reads)
     assert {s for s, inside in split_reads if inside} == {"train", "val"}
-    # outside the decisions: dense (given, so read once), MP before and after, the three stages
-    assert sum(s == "test" for s, _ in split_reads) == 1 + 2 + 3
+    # outside the decisions: dense (given, so read once), MP before and after, the three stages, the baselines
+    assert sum(s == "test" for s, _ in split_reads) == 1 + 2 + 3 + len(DEFAULT_BASELINES)
 
 
 def test_export_of_ones_own_network_is_checked_on_ones_own_data(own):

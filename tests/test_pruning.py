@@ -143,3 +143,16 @@ def test_connected_units_follow_kept_weights_through_the_chain():
     # connected classes (4-9) hold 5 images; of the rest, class 0's 10 can be the constant prediction
     assert accuracy_ceiling(model, labels) == pytest.approx(100 * 15 / 18)
     assert accuracy_ceiling(build_model("lenet5"), labels) == pytest.approx(100.0)
+
+
+def test_a_loaded_pruned_model_shows_its_masked_weights_before_any_forward():
+    """`weight` of a pruned layer is weight_orig * mask right after loading (torch refreshes it only in a forward;
+    the compact engine never runs that hook)."""
+    from safs_lite.pruning import load_pruned
+
+    src = prune_model(build_model("lenet5", seed=0), 0.9)
+    fresh = prune_model(build_model("lenet5", seed=1), 0.0)
+    load_pruned(fresh, src.state_dict())
+    for name, m in prunable_layers(fresh).items():
+        assert torch.equal(m.weight, m.weight_orig * m.weight_mask), name
+        assert (m.weight[m.weight_mask == 0] == 0).all()
