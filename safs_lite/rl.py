@@ -99,7 +99,7 @@ class RLPreset:
 PRESETS = {
     "smoke": RLPreset(dense_updates=3, finetune_updates=2, stage1_steps=2, stage1_updates=1, hpo_trials=2,
                       trial_updates=1, episodes=2, max_steps=50, val_episodes=2, eval_episodes=3),
-    "cpu": RLPreset(dense_updates=120, finetune_updates=30, stage1_steps=8, stage1_updates=8, hpo_trials=4,
+    "cpu": RLPreset(dense_updates=150, finetune_updates=30, stage1_steps=8, stage1_updates=8, hpo_trials=4,
                     trial_updates=10),
 }
 
@@ -165,7 +165,8 @@ def train(policy: nn.Module, env_name: str, updates: int, episodes: int = 8, lr:
         env_name: the environment.
         updates: policy-gradient steps.
         episodes: episodes per step (training seeds only).
-        lr: Adam's learning rate for the weights (and the value network).
+        lr: Adam's learning rate for the weights (and the value network); the policy's rates decay
+            linearly to zero over the updates.
         scale_lr: learning rate of alpha/beta (default `lr`).
         max_steps: episode cap.
         seed: seeds the value network, the action sampling and the training episodes.
@@ -184,6 +185,8 @@ def train(policy: nn.Module, env_name: str, updates: int, episodes: int = 8, lr:
     groups = [{"params": weights, "lr": lr}] + ([{"params": scales, "lr": scale_lr or lr}] if scales else [])
     opt = torch.optim.Adam(groups)
     vopt = torch.optim.Adam(value.parameters(), lr=lr)
+    # Linear decay to zero: the policy settles instead of oscillating around the maximum return.
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 - k / max(updates, 1))
     # Training seeds: drawn in the training range from (seed, update), never validation or evaluation seeds.
     rng = np.random.default_rng(seed)
     curve = []
@@ -208,6 +211,7 @@ def train(policy: nn.Module, env_name: str, updates: int, episodes: int = 8, lr:
         opt.zero_grad()
         (-(logp * adv).mean()).backward()
         opt.step()
+        sched.step()
         vopt.zero_grad()
         ((v - g) ** 2).mean().backward()
         vopt.step()
