@@ -232,7 +232,7 @@ def _record(policy: nn.Module, env_name: str, p: RLPreset, **extra) -> dict:
             "activations": get_activations(policy), "sparsity": sparsity_report(policy)["overall"], **extra}
 
 
-def _finetune(pruned: nn.Module, env_name: str, ops: dict, updates: int, p: RLPreset, seed: int,
+def finetune(pruned: nn.Module, env_name: str, ops: dict, updates: int, p: RLPreset, seed: int,
               lr: float | None = None, scale_lr: float | None = None) -> tuple[nn.Module, list[float]]:
     """A fine-tuned copy of `pruned` with operators `ops`; trainable alpha/beta when `scale_lr` is given."""
     model = set_activations(clone(pruned), ops)
@@ -249,14 +249,14 @@ def _study(pruned: nn.Module, env_name: str, ops: dict, p: RLPreset, seed: int, 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", 3e-4, 3e-2, log=True)
         slr = trial.suggest_float("scale_lr", 1e-4, 1e-1, log=True)
-        model, _ = _finetune(pruned, env_name, ops, p.trial_updates, p, seed, lr, slr)
+        model, _ = finetune(pruned, env_name, ops, p.trial_updates, p, seed, lr, slr)
         return float(np.mean(evaluate(model, env_name, episode_seeds("validation", p.val_episodes), p.max_steps)))
 
     done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
     if done < p.hpo_trials:
         study.optimize(objective, n_trials=p.hpo_trials - done)
     best = study.best_trial.params
-    model, curve = _finetune(pruned, env_name, ops, p.finetune_updates, p, seed, best["lr"], best["scale_lr"])
+    model, curve = finetune(pruned, env_name, ops, p.finetune_updates, p, seed, best["lr"], best["scale_lr"])
     return _record(model, env_name, p, hyperparameters=best, best_val_trial=study.best_value, curve=curve,
                    alpha_beta={k: list(v) for k, v in get_alpha_beta(model).items()})
 
@@ -318,18 +318,18 @@ def run_rl(env_name: str, sparsity: float, pruning: str = "layerwise", preset: s
     val_seeds = episode_seeds("validation", p.val_episodes)
 
     def mp_stage() -> dict:
-        model, curve = _finetune(pruned, env_name, dense_ops, p.finetune_updates, p, seed)
+        model, curve = finetune(pruned, env_name, dense_ops, p.finetune_updates, p, seed)
         save_state(out / "magnitude_pruning.pt", cpu_state(model))
         return _record(model, env_name, p, curve=curve)
 
     def stage1_stage() -> dict:
         def fitness(vector: dict) -> float:
-            model, _ = _finetune(pruned, env_name, vector, p.stage1_updates, p, seed)
+            model, _ = finetune(pruned, env_name, vector, p.stage1_updates, p, seed)
             return float(np.mean(evaluate(model, env_name, val_seeds, p.max_steps)))
 
         res = lahc(fitness, list(dense_ops), list(SEARCH_SPACE), SearchConfig(steps=p.stage1_steps, seed=seed),
                    init=dense_ops, csv_path=out / "stage1.csv", progress=False)
-        model, curve = _finetune(pruned, env_name, res.best, p.finetune_updates, p, seed)
+        model, curve = finetune(pruned, env_name, res.best, p.finetune_updates, p, seed)
         return _record(model, env_name, p, curve=curve,
                        search={"best_val_fitness": res.best_fitness, "evaluations": res.evaluations})
 
@@ -343,6 +343,7 @@ def run_rl(env_name: str, sparsity: float, pruning: str = "layerwise", preset: s
     timings["total"] = sum(timings.values())
     results = {"config": key, "test_return": {k: r["test_return"] for k, r in recs.items()},
                "val_return": {k: r["val_return"] for k, r in recs.items()},
+               "test_returns": {k: r["test_returns"] for k, r in recs.items()},
                "activations": {"stage1": s1["activations"], "safs": sf["activations"]},
                "alpha_beta": {"stage2": s2["alpha_beta"], "safs": sf["alpha_beta"]},
                "sparsity": sf["sparsity"], "seconds": timings,

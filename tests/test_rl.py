@@ -23,7 +23,7 @@ def test_pruned_weights_stay_exactly_zero_through_finetuning(method):
     before = {k: m.clone() for k, m in masks(model).items()}
     w0 = {n: m.weight.detach().clone() for n, m in prunable_layers(model).items()}
     set_ops = {"act1": "swish", "act2": "elu"}
-    tuned, _ = rl._finetune(model, ENV, set_ops, 3, rl.PRESETS["smoke"], seed=1, lr=0.05, scale_lr=0.05)
+    tuned, _ = rl.finetune(model, ENV, set_ops, 3, rl.PRESETS["smoke"], seed=1, lr=0.05, scale_lr=0.05)
     for name, m in prunable_layers(tuned).items():
         mask = before[name]
         assert torch.equal(m.weight_mask, mask)
