@@ -34,8 +34,8 @@ def sweep(env: str, sparsities: list[float], pruning: str, preset: str, seed: in
     for s in sparsities:
         t0 = time.perf_counter()
         pruned = prune_model(clone(dense), s, pruning)
-        model, _ = rl.finetune(pruned, env, rl.get_activations(pruned), p.finetune_updates, p, seed)
-        rows.append((s, float(np.mean(rl.evaluate(model, env, val, p.max_steps))), time.perf_counter() - t0))
+        mp_val = rl.finetune(pruned, env, rl.get_activations(pruned), p.finetune_updates, p, seed)[2]
+        rows.append((s, mp_val, time.perf_counter() - t0))
     return dense_val, rows
 
 

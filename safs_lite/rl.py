@@ -18,7 +18,8 @@ episodes (the reported numbers) come from three disjoint seed ranges (`SEED_RANG
 `episode_seeds`), so the reported returns are never seen by the search.
 
 Stages, as in `safs_lite.pipeline`: dense training, magnitude pruning + fine-tuning (MP), stage 1
-(LAHC over per-site operators, fitness = mean validation return after a short fine-tune),
+(LAHC over per-site operators, fitness = mean validation return after a short fine-tune; every
+fine-tune keeps its best checkpoint on the validation seeds, `finetune`),
 stage 2 (Optuna over the fine-tuning learning rates with trainable alpha/beta, fixed operators:
 the dense ones for "stage 2 only", stage 1's for SAFS). Every stage's record is cached in the run
 folder (`runs.cached_record`), so a killed run resumes where it stopped.
@@ -31,10 +32,12 @@ Example:
 """
 from __future__ import annotations
 
+import copy
 import os
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import optuna
@@ -94,11 +97,12 @@ class RLPreset:
     val_episodes: int = 5
     eval_episodes: int = 10
     lr: float = 3e-3
+    check_every: int = 5  # fine-tuning keeps its best checkpoint on validation seeds, checked this often
 
 
 PRESETS = {
     "smoke": RLPreset(dense_updates=3, finetune_updates=2, stage1_steps=2, stage1_updates=1, hpo_trials=2,
-                      trial_updates=1, episodes=2, max_steps=50, val_episodes=2, eval_episodes=3),
+                      trial_updates=1, episodes=2, max_steps=50, val_episodes=2, eval_episodes=3, check_every=1),
     "cpu": RLPreset(dense_updates=150, finetune_updates=30, stage1_steps=8, stage1_updates=8, hpo_trials=4,
                     trial_updates=10),
 }
@@ -157,7 +161,8 @@ def evaluate(policy: nn.Module, env_name: str, seeds: list[int], max_steps: int 
 
 
 def train(policy: nn.Module, env_name: str, updates: int, episodes: int = 8, lr: float = 3e-3,
-          scale_lr: float | None = None, max_steps: int = 500, seed: int = 0, gamma: float = 0.99) -> list[float]:
+          scale_lr: float | None = None, max_steps: int = 500, seed: int = 0, gamma: float = 0.99,
+          on_update: Callable[[int], None] | None = None) -> list[float]:
     """REINFORCE with a value baseline, in place; pruned layers train through their masks.
 
     Args:
@@ -171,6 +176,8 @@ def train(policy: nn.Module, env_name: str, updates: int, episodes: int = 8, lr:
         max_steps: episode cap.
         seed: seeds the value network, the action sampling and the training episodes.
         gamma: discount.
+        on_update: called with the number of finished updates after each one (e.g. to keep the
+            best checkpoint on validation seeds).
 
     Returns:
         The mean training return of every update.
@@ -216,6 +223,9 @@ def train(policy: nn.Module, env_name: str, updates: int, episodes: int = 8, lr:
         ((v - g) ** 2).mean().backward()
         vopt.step()
         curve.append(float(np.mean(totals)))
+        if on_update is not None:
+            on_update(len(curve))
+            policy.train()
     return curve
 
 
@@ -233,12 +243,34 @@ def _record(policy: nn.Module, env_name: str, p: RLPreset, **extra) -> dict:
 
 
 def finetune(pruned: nn.Module, env_name: str, ops: dict, updates: int, p: RLPreset, seed: int,
-              lr: float | None = None, scale_lr: float | None = None) -> tuple[nn.Module, list[float]]:
-    """A fine-tuned copy of `pruned` with operators `ops`; trainable alpha/beta when `scale_lr` is given."""
+             lr: float | None = None, scale_lr: float | None = None) -> tuple[nn.Module, list[float], float]:
+    """A fine-tuned copy of `pruned` with operators `ops`; trainable alpha/beta when `scale_lr` is given.
+
+    Policy-gradient fine-tuning is noisy (a policy at the maximum return can fall off it a few
+    updates later), so every `p.check_every` updates and after the last one the policy is scored on
+    the validation seeds, and the best checkpoint is returned (ties: the later one). Validation
+    seeds only: the reported evaluation seeds are never looked at.
+
+    Returns:
+        (the policy, its training curve, its mean validation return).
+    """
     model = set_activations(clone(pruned), ops)
     set_trainable_scales(model, scale_lr is not None)
-    curve = train(model, env_name, updates, p.episodes, lr or p.lr, scale_lr, p.max_steps, seed)
-    return model, curve
+    seeds = episode_seeds("validation", p.val_episodes)
+    best: list = [float("-inf"), None]
+
+    def check(k: int) -> None:
+        if k % p.check_every == 0 or k == updates:
+            score = float(np.mean(evaluate(model, env_name, seeds, p.max_steps)))
+            if score >= best[0]:
+                best[:] = [score, copy.deepcopy(model.state_dict())]
+
+    curve = train(model, env_name, updates, p.episodes, lr or p.lr, scale_lr, p.max_steps, seed, on_update=check)
+    if best[1] is None:  # no update ran
+        best[0] = float(np.mean(evaluate(model, env_name, seeds, p.max_steps)))
+    else:
+        model.load_state_dict(best[1])
+    return model, curve, best[0]
 
 
 def _study(pruned: nn.Module, env_name: str, ops: dict, p: RLPreset, seed: int, path: Path) -> dict:
@@ -249,14 +281,13 @@ def _study(pruned: nn.Module, env_name: str, ops: dict, p: RLPreset, seed: int, 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", 3e-4, 3e-2, log=True)
         slr = trial.suggest_float("scale_lr", 1e-4, 1e-1, log=True)
-        model, _ = finetune(pruned, env_name, ops, p.trial_updates, p, seed, lr, slr)
-        return float(np.mean(evaluate(model, env_name, episode_seeds("validation", p.val_episodes), p.max_steps)))
+        return finetune(pruned, env_name, ops, p.trial_updates, p, seed, lr, slr)[2]
 
     done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
     if done < p.hpo_trials:
         study.optimize(objective, n_trials=p.hpo_trials - done)
     best = study.best_trial.params
-    model, curve = finetune(pruned, env_name, ops, p.finetune_updates, p, seed, best["lr"], best["scale_lr"])
+    model, curve, _ = finetune(pruned, env_name, ops, p.finetune_updates, p, seed, best["lr"], best["scale_lr"])
     return _record(model, env_name, p, hyperparameters=best, best_val_trial=study.best_value, curve=curve,
                    alpha_beta={k: list(v) for k, v in get_alpha_beta(model).items()})
 
@@ -315,21 +346,19 @@ def run_rl(env_name: str, sparsity: float, pruning: str = "layerwise", preset: s
     dense.load_state_dict(load_state(out / "dense.pt"))
     pruned = prune_model(clone(dense), sparsity, pruning)  # every later stage starts from this checkpoint
     dense_ops = get_activations(pruned)
-    val_seeds = episode_seeds("validation", p.val_episodes)
 
     def mp_stage() -> dict:
-        model, curve = finetune(pruned, env_name, dense_ops, p.finetune_updates, p, seed)
+        model, curve, _ = finetune(pruned, env_name, dense_ops, p.finetune_updates, p, seed)
         save_state(out / "magnitude_pruning.pt", cpu_state(model))
         return _record(model, env_name, p, curve=curve)
 
     def stage1_stage() -> dict:
         def fitness(vector: dict) -> float:
-            model, _ = finetune(pruned, env_name, vector, p.stage1_updates, p, seed)
-            return float(np.mean(evaluate(model, env_name, val_seeds, p.max_steps)))
+            return finetune(pruned, env_name, vector, p.stage1_updates, p, seed)[2]
 
         res = lahc(fitness, list(dense_ops), list(SEARCH_SPACE), SearchConfig(steps=p.stage1_steps, seed=seed),
                    init=dense_ops, csv_path=out / "stage1.csv", progress=False)
-        model, curve = finetune(pruned, env_name, res.best, p.finetune_updates, p, seed)
+        model, curve, _ = finetune(pruned, env_name, res.best, p.finetune_updates, p, seed)
         return _record(model, env_name, p, curve=curve,
                        search={"best_val_fitness": res.best_fitness, "evaluations": res.evaluations})
 

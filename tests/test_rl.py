@@ -23,7 +23,12 @@ def test_pruned_weights_stay_exactly_zero_through_finetuning(method):
     before = {k: m.clone() for k, m in masks(model).items()}
     w0 = {n: m.weight.detach().clone() for n, m in prunable_layers(model).items()}
     set_ops = {"act1": "swish", "act2": "elu"}
-    tuned, _ = rl.finetune(model, ENV, set_ops, 3, rl.PRESETS["smoke"], seed=1, lr=0.05, scale_lr=0.05)
+    p = rl.PRESETS["smoke"]
+    tuned, curve, val = rl.finetune(model, ENV, set_ops, 3, p, seed=1, lr=0.05, scale_lr=0.05)
+    assert len(curve) == 3
+    # The returned checkpoint is the one its validation score belongs to (validation seeds only).
+    assert val == pytest.approx(sum(rl.evaluate(tuned, ENV, rl.episode_seeds("validation", p.val_episodes),
+                                                p.max_steps)) / p.val_episodes)
     for name, m in prunable_layers(tuned).items():
         mask = before[name]
         assert torch.equal(m.weight_mask, mask)
