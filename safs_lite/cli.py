@@ -305,8 +305,28 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the run folder's parent)")
     _common(h, "storage", "data", "device", "threads")
     h.set_defaults(func=_hpo_worker)
+    e = sub.add_parser("rl", help="SAFS for a sparse RL policy (Gymnasium classic control): dense, MP, stage 1, "
+                       "stage 2, SAFS mean returns on held-out evaluation seeds")
+    e.add_argument("--env", default="CartPole-v1", help="CartPole-v1 or Acrobot-v1")
+    e.add_argument("--sparsity", type=float, default=0.9)
+    e.add_argument("--pruning", default="layerwise", help=pruning_help)
+    e.add_argument("--preset", default="smoke", help="smoke (seconds) or cpu")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", default=None, help="run folder (default: runs/rl-<env>-<setting>-<hash>)")
+    _common(e, "runs", "threads")
+    e.set_defaults(func=_rl)
     add_export_parser(sub)
     return p
+
+
+def _rl(args: argparse.Namespace) -> int:
+    import torch
+
+    from .rl import format_results, run_rl
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    print(format_results(run_rl(args.env, args.sparsity, args.pruning, args.preset, args.seed, args.out, args.runs)))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

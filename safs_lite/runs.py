@@ -263,12 +263,13 @@ def prepare_out(out: Path, key: dict, explicit: bool) -> None:
         save_json(cfg_file, {"config": key, "environment": environment()})
 
 
-def cached_record(path: Path, fn: Callable[[], dict], timings: dict) -> dict:
+def cached_record(path: Path, fn: Callable[[], dict], timings: dict, field: str = "test_accuracy") -> dict:
     """Run `fn` once: its record is saved as `path` (<out>/<stage>.json) and loaded on a rerun;
-    its seconds go to timings[<stage>]."""
+    its seconds go to timings[<stage>]. A saved record without `field` counts as corrupt
+    (`safs_lite.rl` keeps "test_return")."""
     if path.exists():
         record = load_json(path)
-        if not isinstance(record, dict) or "test_accuracy" not in record:
+        if not isinstance(record, dict) or field not in record:
             raise ValueError(f"{path}: corrupt stage record; delete it to recompute that stage")
     else:
         t0 = time.perf_counter()

@@ -1,0 +1,136 @@
+"""safs_lite.rl: masks through policy-gradient fine-tuning, seed splits, resume, bad input, the smoke CLI."""
+import pytest
+import torch
+
+pytest.importorskip("gymnasium")
+
+from safs_lite import rl  # noqa: E402
+from safs_lite.cli import main  # noqa: E402
+from safs_lite.pruning import clone, masks, prunable_layers, prune_model  # noqa: E402
+from safs_lite.runs import load_json  # noqa: E402
+
+ENV = "CartPole-v1"
+
+
+def _pruned(sparsity=0.8, method="layerwise"):
+    return prune_model(rl.build_policy(4, 2, seed=0), sparsity, method)
+
+
+@pytest.mark.parametrize("method", ["layerwise", "global"])
+def test_pruned_weights_stay_exactly_zero_through_finetuning(method):
+    torch.set_num_threads(1)
+    model = _pruned(0.8, method)
+    before = {k: m.clone() for k, m in masks(model).items()}
+    w0 = {n: m.weight.detach().clone() for n, m in prunable_layers(model).items()}
+    set_ops = {"act1": "swish", "act2": "elu"}
+    p = rl.PRESETS["smoke"]
+    tuned, curve, val = rl.finetune(model, ENV, set_ops, 3, p, seed=1, lr=0.05, scale_lr=0.05)
+    assert len(curve) == 3
+    # The returned checkpoint is the one its validation score belongs to (validation seeds only).
+    assert val == pytest.approx(sum(rl.evaluate(tuned, ENV, rl.episode_seeds("validation", p.val_episodes),
+                                                p.max_steps)) / p.val_episodes)
+    for name, m in prunable_layers(tuned).items():
+        mask = before[name]
+        assert torch.equal(m.weight_mask, mask)
+        assert torch.all(m.weight[mask == 0] == 0)
+        assert not torch.equal(m.weight, w0[name])  # the kept weights did train
+    assert rl.get_activations(tuned) == set_ops
+    assert any(a != 1.0 or b != 1.0 for a, b in rl.get_alpha_beta(tuned).values())  # scales trained too
+
+
+def test_evaluation_and_search_seeds_never_overlap(monkeypatch):
+    val = set(rl.episode_seeds("validation", 1000))
+    ev = set(rl.episode_seeds("evaluation", 1000))
+    assert not val & ev
+    # Training draws its episode seeds in the training range only: record every reset.
+    seen = []
+    real = rl._rollout
+
+    def spy(policy, env, seed, greedy, gen):
+        seen.append((seed, greedy))
+        return real(policy, env, seed, greedy, gen)
+
+    monkeypatch.setattr(rl, "_rollout", spy)
+    rl.train(rl.build_policy(4, 2), ENV, updates=3, episodes=4, max_steps=20, seed=3)
+    train = {s for s, _ in seen}
+    assert len(train) == 12 and all(rl.SEED_RANGES["train"] <= s < rl.SEED_SPAN for s in train)
+    assert not train & (val | ev)
+    with pytest.raises(ValueError, match="leave the validation seed range"):
+        rl.episode_seeds("validation", 10, start=rl.SEED_SPAN - 5)
+
+
+def test_evaluation_is_reproducible_and_greedy():
+    model = rl.build_policy(4, 2, seed=0)
+    seeds = rl.episode_seeds("evaluation", 3)
+    assert rl.evaluate(model, ENV, seeds, 50) == rl.evaluate(clone(model), ENV, seeds, 50)
+
+
+@pytest.mark.parametrize("args, match", [
+    ({"env_name": "Pong-v5"}, "unknown environment 'Pong-v5'; valid: CartPole-v1, Acrobot-v1"),
+    ({"sparsity": 1.0}, "sparsity must be in"),
+    ({"sparsity": "lots"}, "sparsity must be a number"),
+    ({"pruning": "random"}, "unknown pruning method 'random'"),
+    ({"preset": "huge"}, "unknown RL preset 'huge'; valid: smoke, cpu"),
+])
+def test_bad_input_is_a_one_line_value_error(tmp_path, args, match):
+    kwargs = {"env_name": ENV, "sparsity": 0.5, "pruning": "layerwise", "preset": "smoke", "out": tmp_path / "r"}
+    with pytest.raises(ValueError, match=match) as err:
+        rl.run_rl(**{**kwargs, **args}, progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_resume_after_a_kill_does_not_redo_finished_stages(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    real = rl._study
+    calls = []
+
+    def killed(*a, **k):  # stage 2 dies: dense, MP and stage 1 are saved
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rl, "_study", killed)
+    with pytest.raises(KeyboardInterrupt):
+        rl.run_rl(ENV, 0.8, "global", "smoke", seed=2, out=out, progress=False)
+    for stage in ("dense", "magnitude_pruning", "stage1"):
+        assert (out / f"{stage}.json").exists()
+    assert not (out / "results.json").exists()
+
+    def forbidden(*a, **k):
+        raise AssertionError("a finished stage was recomputed")
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    real_train = rl.train
+    monkeypatch.setattr(rl, "_study", counted)
+    monkeypatch.setattr(rl, "lahc", forbidden)
+    # Training before stage 2 starts would be dense, MP or stage 1 again.
+    monkeypatch.setattr(rl, "train", lambda *a, **k: real_train(*a, **k) if calls else forbidden())
+    res = rl.run_rl(ENV, 0.8, "global", "smoke", seed=2, out=out, progress=False)
+    assert len(calls) == 2  # only stage 2 and SAFS ran
+    assert set(res["test_return"]) == {"dense", "magnitude_pruning", "stage1", "stage2", "safs"}
+
+
+def test_run_folder_refuses_another_key(tmp_path):
+    out = tmp_path / "run"
+    rl.prepare_out(out, rl.rl_key(ENV, 0.5, "layerwise", "smoke", 0), True)
+    with pytest.raises(ValueError, match="holds a run with another key"):
+        rl.run_rl(ENV, 0.5, "layerwise", "smoke", seed=1, out=out, progress=False)
+
+
+def test_smoke_pipeline_via_the_cli_and_same_seed_same_numbers(tmp_path, capsys):
+    torch.set_num_threads(1)
+    argv = ["rl", "--env", ENV, "--sparsity", "0.9", "--pruning", "layerwise", "--preset", "smoke", "--seed", "0",
+            "--threads", "1"]
+    assert main(argv + ["--out", str(tmp_path / "a")]) == 0
+    first = capsys.readouterr().out
+    for name in ("dense", "magnitude_pruning", "stage1", "stage2", "safs", "SAFS gain over MP"):
+        assert name in first
+    res = load_json(tmp_path / "a" / "results.json")
+    assert res["sparsity"] == pytest.approx(0.9, abs=0.01)
+    assert main(argv + ["--out", str(tmp_path / "b")]) == 0  # a fresh folder: recomputed, same numbers
+    assert load_json(tmp_path / "b" / "results.json")["test_return"] == res["test_return"]
+    assert main(["rl", "--env", "Nope", "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
