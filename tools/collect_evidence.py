@@ -13,6 +13,7 @@ reruns it):
 - results/evidence/summary.csv: one row per run and method (test and validation accuracy, seconds);
 - results/evidence/runs.csv: one row per run (gain, ceiling, MP collapsed, live connected units);
 - results/evidence/comparisons.md: per setting, the paired comparisons (`stats.comparison_table`);
+- results/evidence/headline.md: per setting, the means and SAFS against MP, the best uniform operator and Swish;
 - figures/evidence_gain.png: each seed's SAFS gain against MP's accuracy, one marker per allocation.
 """
 from __future__ import annotations
@@ -128,6 +129,23 @@ def main() -> int:
                   + f"; MP collapsed to the majority class on {int(group['mp_collapsed'].sum())} of {len(group)} seeds.",
                   "", format_comparison(table, labels=METHOD_LABELS), ""]
     (dest.parent / "comparisons.md").write_text("\n".join(lines))
+    head = ["| setting | n | MP | stage 1 | stage 2 | SAFS | uniform | swish | SAFS - MP [95% CI] | "
+            "SAFS - uniform [95% CI] | SAFS - swish [95% CI] |", "|---" * 11 + "|"]
+    for (preset, sparsity, pruning), group in runs.groupby(["preset", "sparsity", "pruning"], sort=True):
+        flat = {int(r.seed): {"test_accuracy": accuracies(load_json(dest / r.run / "results.json"))}
+                for r in group.itertuples()}
+        table = comparison_table(flat).set_index(["method", "reference"])
+
+        def cell(ref: str) -> str:
+            r = table.loc[("safs", ref)]
+            ci = "n < 2" if r["n"] < 2 else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+            return f"{r['mean_diff']:+.2f} {ci}"
+
+        m = group[["magnitude_pruning", "stage1", "stage2", "safs", "uniform", "swish"]].mean()
+        head.append(f"| {100 * sparsity:g}% {pruning} (`{preset}`) | {len(group)} | "
+                    + " | ".join(f"{v:.2f}" for v in m) + f" | {cell('magnitude_pruning')} | {cell('uniform')} | "
+                    f"{cell('swish')} |")
+    (dest.parent / "headline.md").write_text("\n".join(head) + "\n")
     fig = plot_gain_vs_baseline(runs["safs_gain"], runs["magnitude_pruning"],
                                 [f"{r.pruning} ({r.preset})" for r in runs.itertuples()],
                                 title="99% sparsity: SAFS gain over MP against MP's accuracy, one point per seed",
