@@ -10,7 +10,9 @@ Plans:
 - ``sweep``: 90, 95, 98, 99.5% under layer-wise, global and erk, `sweep` preset (the accuracy-versus-
   sparsity figure; 99% comes from ``allocations``).
 
-Runs go seed by seed (every allocation of seed 0 first), so a study cut short still pairs its seeds.
+Runs go seed by seed (every allocation of seed 0 first), so a study cut short still pairs its seeds. A
+run already collected in results/evidence/runs by this kit version is skipped, so the study grows across
+sessions from what is committed.
 Each run is `run_safs` with its run folder named from its key; a finished run is read back, an
 interrupted one resumes. Several processes may run plans side by side: each seed's dense network is
 trained under a file lock, once. Collect finished runs with `tools/collect_evidence.py`.
@@ -27,9 +29,11 @@ import torch
 
 from safs_lite.config import TRAIN_DEFAULTS, SAFSConfig
 from safs_lite.data import load_data
-from safs_lite.paths import runs_dir
+from safs_lite.paths import results_dir, runs_dir
 from safs_lite.pipeline import train_dense
+from safs_lite.runs import load_json
 from safs_lite.safs import run_safs
+from safs_lite.version import KIT_VERSION
 
 PLANS = {
     "table1": [("cpu", 0.99, "layerwise")],
@@ -57,6 +61,10 @@ def main() -> int:
     for seed in args.seeds:
         for preset, sparsity, pruning in PLANS[args.plan]:
             cfg = SAFSConfig(sparsity=sparsity, pruning=pruning, preset=preset, seed=seed).validate()
+            shipped = results_dir() / "evidence" / "runs" / f"safs-{cfg.model}-{cfg.dataset}-{sparsity:g}-{pruning}-" \
+                f"{preset}-s{seed}" / "results.json"
+            if shipped.exists() and load_json(shipped).get("kit") == KIT_VERSION:
+                continue  # collected by an earlier session (runs/ is not kept between sessions, results/ is)
             data = load_data(cfg.dataset, seed=seed, quiet=True)
             lock = runs_dir() / f".dense-{cfg.model}-s{seed}.lock"
             lock.parent.mkdir(parents=True, exist_ok=True)
