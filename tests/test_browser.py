@@ -141,7 +141,7 @@ def started(page, timeout_s: float = 30) -> bool:
     return False
 
 
-def open_and_run(browser, lab, shots, name: str, widget: str, timeout_s: float = 240):
+def open_and_run(browser, lab, shots, name: str, widget: str, timeout_s: float = 480):
     """Open a notebook in JupyterLab, run all its cells from the Run menu, wait for `widget` to render."""
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
