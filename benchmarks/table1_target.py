@@ -19,6 +19,7 @@ from safs_lite import load_data
 from safs_lite.figures import find_runs, load_results
 from safs_lite.pruning import accuracy_ceiling, connected_units
 from safs_lite import load_safs_model
+from safs_lite.baselines import BASELINES
 from safs_lite.results import LABELS, PAPER_TABLE1, accuracies
 from safs_lite.stats import comparison_table, format_comparison
 
@@ -70,8 +71,8 @@ def main() -> None:
     # Issue 18's targets: paired intervals over the seeds (masks), never a bare mean.
     comparisons = comparison_table({s: {"test_accuracy": accuracies(r)} for s, r in results.items()})
     print(f"\npaired comparisons over {len(results)} seeds (test accuracy points; 95% BCa bootstrap interval):")
-    print(format_comparison(comparisons, style="text", labels={**LABELS, "uniform": "best uniform operator",
-                                                                 "swish": "swish everywhere"}))
+    labels = {**LABELS, **{name: b.label for name, b in BASELINES.items()}}
+    print(format_comparison(comparisons, style="text", labels=labels))
     for ref in ("magnitude_pruning", "uniform", "swish"):
         row = comparisons[(comparisons["method"] == "safs") & (comparisons["reference"] == ref)]
         if len(row):

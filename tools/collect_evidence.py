@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from safs_lite.baselines import BASELINES
 from safs_lite.config import TRAIN_DEFAULTS
 from safs_lite.data import load_data
 from safs_lite.mechanism import run_mechanism
@@ -41,8 +42,7 @@ from safs_lite.version import KIT_VERSION
 
 PATTERNS = ("config.json", "results.json", "stage1.json", "stage2.json", "safs.json", "stage1_search.csv",
             "baseline_*.json", "baseline_*_search.csv")
-METHOD_LABELS = {**LABELS, "uniform": "best uniform operator", "swish": "swish everywhere",
-                 "random": "random search", "sa": "simulated annealing", "ga": "genetic algorithm"}
+METHOD_LABELS = {**LABELS, **{name: b.label for name, b in BASELINES.items()}}
 
 
 def finished(runs: Path) -> list[Path]:
