@@ -78,7 +78,8 @@ def main() -> None:
         if len(row):
             r = row.iloc[0]
             print(f"goal SAFS - {ref}: interval [{r.ci_low:+.2f}, {r.ci_high:+.2f}] over n = {r.n}: lower bound "
-                  f"{'above' if r.ci_low > 0 else 'not above'} 0")
+                  f"{'above' if r.ci_low > 0 else 'not above'} 0"
+                  + ("" if r.n >= 10 else " (n < 10: a bootstrap interval this small under-covers; no verdict)"))
 
 
 if __name__ == "__main__":
