@@ -21,6 +21,12 @@ the frozen model. Every sparse variant's logits are compared with the dense mode
 printed; a mismatch stops the benchmark). A last table splits the sparsest model's batch-256 time
 by layer: pooling and activations, which weight sparsity does not touch, cap the speed-up.
 
+Without --quick, the sparsest model is also exported to ONNX twice (`safs_lite.deploy.export_onnx`):
+the frozen masked model (what `export --format onnx` writes) and its compact form (`compact=True`,
+what `export --format onnx --compact` writes: live units and kept weights only), each reloaded in
+ONNX Runtime (CPU, the same thread count), checked against the masked model's logits and timed
+at batch 1 and 256 as above; the table gives both files' bytes.
+
     OMP_NUM_THREADS=1 python benchmarks/sparse_inference.py [--threads 1] [--quick] [--save] [--run RUN_DIR]
 
 --save writes the tables to figures/sparse_inference.md.
@@ -41,7 +47,7 @@ from torch.utils.benchmark import Timer
 
 from safs_lite import build_model, load_safs_model, prune_model
 from safs_lite.compact import CompactNet
-from safs_lite.deploy import freeze, nonzero_weights, to_sparse
+from safs_lite.deploy import OnnxModel, export_onnx, freeze, nonzero_weights, to_sparse
 from safs_lite.pruning import prunable_layers
 
 SPARSITIES = (0.90, 0.95, 0.98, 0.99)
@@ -145,6 +151,31 @@ def bench(label: str, dense: torch.nn.Module, pruned: torch.nn.Module, min_run_t
     return rows, sizes
 
 
+def onnx_runtime(label: str, pruned: torch.nn.Module, min_run_time: float, rounds: int) -> list[dict]:
+    """ONNX Runtime time per forward pass of the masked and the compact ONNX export of `pruned`, and their bytes."""
+    gen = torch.Generator().manual_seed(0)
+    inputs = {b: torch.rand(b, *input_shape(pruned), generator=gen) for b in BATCHES}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {name: export_onnx(pruned, Path(tmp) / f"{name}.onnx", input_shape(pruned), compact=name == "compact")
+                 for name in ("masked", "compact")}
+        models = {name: OnnxModel(path, threads=torch.get_num_threads()) for name, path in files.items()}
+        with torch.inference_mode():
+            ref = pruned(inputs[max(BATCHES)])
+        diffs = {}
+        for name, m in models.items():
+            out = m(inputs[max(BATCHES)])
+            diffs[name] = float((out - ref).abs().max())
+            if not torch.allclose(out, ref, atol=1e-4, rtol=1e-4) or not torch.equal(out.argmax(1), ref.argmax(1)):
+                raise SystemExit(f"{label} ONNX {name}: outputs differ from the masked model's (max abs diff "
+                                 f"{diffs[name]:.3g})")
+        rows = []
+        for b in BATCHES:
+            secs = time_models(models, inputs[b], min_run_time, rounds)
+            rows += [{"model": label, "batch": b, "export": name, "ms": 1e3 * sec, "speedup": secs["masked"] / sec,
+                      "bytes": files[name].stat().st_size, "max_diff": diffs[name]} for name, sec in secs.items()]
+    return rows
+
+
 def layer_breakdown(dense: torch.nn.Module, sparse: torch.nn.Module, x: torch.Tensor, min_run_time: float,
                     rounds: int) -> list[dict]:
     """Time of each prunable layer, dense vs sparse, on the inputs it gets; the rest (activations, pooling) last."""
@@ -167,7 +198,8 @@ def layer_breakdown(dense: torch.nn.Module, sparse: torch.nn.Module, x: torch.Te
     return rows
 
 
-def format_tables(rows: list[dict], sizes: list[dict], parts: list[dict], parts_label: str, header: str) -> str:
+def format_tables(rows: list[dict], sizes: list[dict], parts: list[dict], parts_label: str, header: str,
+                  ort: list[dict] | None = None) -> str:
     """The timing, size and breakdown tables and the verdict on the issue's goals, as markdown."""
     out = [header, "", "### Time per forward pass (median) and speed-up over dense weights", "",
            "| model | batch | variant | ms / batch | images / s | speed-up | max abs diff vs dense |",
@@ -190,6 +222,12 @@ def format_tables(rows: list[dict], sizes: list[dict], parts: list[dict], parts_
     for r in parts:
         out.append(f"| {r['part']} | {1e3 * r['dense']:.3f} | {1e3 * r['sparse']:.3f} | "
                    f"{r['dense'] / r['sparse']:.2f}x |")
+    if ort:
+        out += ["", f"### ONNX Runtime: the masked export vs the compact export ({ort[0]['model']})", "",
+                "| batch | export | ms / batch | speed-up over masked | file bytes | max abs diff vs masked model |",
+                "| ---: | --- | ---: | ---: | ---: | ---: |"]
+        out += [f"| {r['batch']} | {r['export']} | {r['ms']:.4f} | {r['speedup']:.2f}x | {r['bytes']:,} | "
+                f"{r['max_diff']:.2g} |" for r in ort]
     last, big = sizes[-1], [r for r in rows if r["model"] == sizes[-1]["model"] and r["batch"] == max(BATCHES)]
     best = max((r for r in big if r["variant"] != "dense"), key=lambda r: r["speedup"])
     out += ["", f"Goals at {last['model']}: CSR state dict {last['dense_pt'] / last['csr_pt']:.1f}x smaller than the "
@@ -222,10 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.rand(max(BATCHES), *input_shape(dense), generator=torch.Generator().manual_seed(0))
     parts = layer_breakdown(dense, to_sparse(dense, "csr"), x, min_run_time, rounds)
     parts_label = f"{label}, batch {max(BATCHES)}, dense vs csr-all"
+    ort = None if args.quick else onnx_runtime(label, pruned, min_run_time, rounds)
     header = (f"## Sparse inference, LeNet-5 ({'SAFS run' if args.run else 'layer-wise magnitude pruning'}), "
               f"{args.threads} thread(s), torch {torch.__version__}, {platform.processor() or platform.machine()}, "
               f"{'quick' if args.quick else 'full'} timing (least of {rounds} interleaved rounds' medians)")
-    text = format_tables(rows, sizes, parts, parts_label, header)
+    text = format_tables(rows, sizes, parts, parts_label, header, ort)
     print(text)
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     if args.save:

@@ -328,6 +328,30 @@ def _write_onnx(frozen: nn.Module, path: Path, info: dict) -> None:
     onnx.save(model, str(path))
 
 
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...], compact: bool = False,
+                preprocessing: dict | None = None) -> Path:
+    """Write a pruned model as one ONNX file (dynamic batch): its frozen form, or with `compact` its compact form.
+
+    Unlike `export_run` this checks nothing against a run; compare the file's outputs yourself
+    (`load_exported(path)(x)` against `model(x)`), as benchmarks/sparse_inference.py does.
+
+    Args:
+        model: a pruned (or dense) model; left untouched.
+        path: the .onnx file to write.
+        input_shape: the (C, H, W) or (features,) one sample has.
+        compact: write `CompactModule(model)` (live units and kept weights only) instead of `freeze(model)`.
+        preprocessing: what turns raw samples into the input (`preprocessing(data)`), stored as metadata.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    module = CompactModule(model, tuple(input_shape)) if compact else freeze(model)
+    _write_onnx(module, path, {"input_shape": list(input_shape), "preprocessing": preprocessing,
+                               **({"compact": True} if compact else {})})
+    return path
+
+
 _WRITERS = {"pt": _write_pt, "onnx": _write_onnx, "safetensors": _write_safetensors}
 
 
@@ -983,6 +1007,6 @@ def nonzero_weights(model: nn.Module) -> int:
 
 
 __all__ = ["FORMATS", "FrozenActivation", "CompactModule", "freeze", "frozen_sites", "frozen_from_info", "load_exported",
-           "OnnxModel", "ExportCheck", "compare", "check_export", "export_run", "default_export_path",
+           "OnnxModel", "ExportCheck", "compare", "check_export", "export_run", "export_onnx", "default_export_path",
            "model_card", "run_command", "add_export_parser", "export_command", "SparseLinear",
            "SparseConv2d", "to_sparse", "nonzero_weights"]
