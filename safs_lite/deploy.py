@@ -815,7 +815,7 @@ def export_command(args: argparse.Namespace) -> int:
         0 (errors are raised as one-line ValueError for the CLI's main to print).
     """
     path, check = export_run(args.run_dir, args.format, out=args.out, stage=args.stage, data_root=args.data,
-                             return_check=True, compact=getattr(args, "compact", False))
+                             return_check=True, compact=args.compact)
     print(f"exported: {path} ({check.format}, {path.stat().st_size:,} bytes)")
     print(f"check: {check.summary()}")
     print(f"model card: {_card_path(path, args.stage)}")
