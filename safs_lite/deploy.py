@@ -722,8 +722,9 @@ def export_run(run_dir: str | os.PathLike, format: str = "pt", out: str | os.Pat
         model, data: for a run of a network of your own (`safs_lite.search`): an instance of its
             class (any weights) and the `Data` it ran on.
         compact: ONNX only: export the compact engine's form (`CompactModule`: the live units and
-            kept weights only, as gathers and small matrix products; smaller and faster at high
-            sparsity) instead of the frozen masked model; the same check against the run's model.
+            kept weights only, as gathers and small matrix products: at 99% a file a quarter the size,
+            faster at large batches, slower at batch 1; benchmarks/sparse_inference.py --onnx) instead
+            of the frozen masked model; the same check against the run's model.
 
     Returns:
         The written file's path (with the check when `return_check`). The model card is
@@ -800,7 +801,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     e.add_argument("--stage", default="safs", help=f"the run's stage to export: {', '.join(EXPORT_STAGES)}")
     e.add_argument("--data", default=None, help="data folder (default $SAFS_DATA, else <repo>/data)")
     e.add_argument("--compact", action="store_true", help="onnx only: export the compact engine's form (live "
-                   "units and kept weights only; smaller, faster at high sparsity)")
+                   "units and kept weights only: a smaller file, faster at large batches)")
     e.set_defaults(func=export_command)
     return e
 
