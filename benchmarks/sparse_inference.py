@@ -21,7 +21,15 @@ the frozen model. Every sparse variant's logits are compared with the dense mode
 printed; a mismatch stops the benchmark). A last table splits the sparsest model's batch-256 time
 by layer: pooling and activations, which weight sparsity does not touch, cap the speed-up.
 
-    OMP_NUM_THREADS=1 python benchmarks/sparse_inference.py [--threads 1] [--quick] [--save] [--run RUN_DIR]
+--onnx: the 99% model exported to ONNX twice (`safs_lite.deploy.export_onnx`): the frozen masked
+model (what `export --format onnx` writes) and its compact form (`compact=True`, what `export
+--format onnx --compact` writes: live units and kept weights only), each reloaded in ONNX Runtime
+(CPU, the same thread count) and checked against the masked model's logits; the CPU time per pass
+(process CPU seconds, least over 7 interleaved rounds: on a shared machine other jobs stretch
+wall-clock time, not these) at batch 1 and 256, and both files' bytes. With --save its table
+replaces the ONNX Runtime section of figures/sparse_inference.md and leaves the rest as it is.
+
+    OMP_NUM_THREADS=1 python benchmarks/sparse_inference.py [--threads 1] [--quick] [--save] [--run RUN_DIR] [--onnx]
 
 --save writes the tables to figures/sparse_inference.md.
 """
@@ -41,8 +49,9 @@ from torch.utils.benchmark import Timer
 
 from safs_lite import build_model, load_safs_model, prune_model
 from safs_lite.compact import CompactNet
-from safs_lite.deploy import freeze, nonzero_weights, to_sparse
+from safs_lite.deploy import OnnxModel, export_onnx, freeze, nonzero_weights, to_sparse
 from safs_lite.pruning import prunable_layers
+from sparse_training import cpu_per_call  # benchmarks/ is the script's folder
 
 SPARSITIES = (0.90, 0.95, 0.98, 0.99)
 BATCHES = (1, 256)
@@ -54,6 +63,7 @@ VARIANTS = {  # name -> to_sparse arguments (None: the dense frozen model)
     "coo-all": dict(layout="coo", conv=True),
 }
 REPO = Path(__file__).resolve().parents[1]
+ONNX_HEAD = "### ONNX Runtime"  # the --onnx section of figures/sparse_inference.md
 
 
 def saved_bytes(obj: object) -> int:
@@ -145,6 +155,51 @@ def bench(label: str, dense: torch.nn.Module, pruned: torch.nn.Module, min_run_t
     return rows, sizes
 
 
+def onnx_runtime(label: str, pruned: torch.nn.Module, min_run_time: float, rounds: int) -> list[dict]:
+    """ONNX Runtime CPU time per forward pass of the masked and the compact ONNX export of `pruned`, and their bytes."""
+    gen = torch.Generator().manual_seed(0)
+    inputs = {b: torch.rand(b, *input_shape(pruned), generator=gen) for b in BATCHES}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {name: export_onnx(pruned, Path(tmp) / f"{name}.onnx", input_shape(pruned), compact=name == "compact")
+                 for name in ("masked", "compact")}
+        models = {name: OnnxModel(path, threads=torch.get_num_threads()) for name, path in files.items()}
+        with torch.inference_mode():
+            ref = pruned(inputs[max(BATCHES)])
+        diffs = {}
+        for name, m in models.items():
+            out = m(inputs[max(BATCHES)])
+            diffs[name] = float((out - ref).abs().max())
+            if not torch.allclose(out, ref, atol=1e-4, rtol=1e-4) or not torch.equal(out.argmax(1), ref.argmax(1)):
+                raise SystemExit(f"{label} ONNX {name}: outputs differ from the masked model's (max abs diff "
+                                 f"{diffs[name]:.3g})")
+        rows = []
+        for b in BATCHES:
+            secs = {name: float("inf") for name in models}
+            for _ in range(rounds):  # interleaved: a burst of load hits both alike
+                for name, m in models.items():
+                    secs[name] = min(secs[name], cpu_per_call(m, inputs[b], min_run_time))
+            rows += [{"model": label, "batch": b, "export": name, "ms": 1e3 * sec, "speedup": secs["masked"] / sec,
+                      "bytes": files[name].stat().st_size, "max_diff": diffs[name]} for name, sec in secs.items()]
+    return rows
+
+
+def format_onnx(ort: list[dict], threads: int) -> str:
+    """The ONNX Runtime table as a markdown section."""
+    out = [f"### ONNX Runtime: the masked export vs the compact export ({ort[0]['model']} layer-wise, {threads} "
+           f"thread(s), onnxruntime {_ort_version()})", "",
+           "| batch | export | CPU ms / batch | speed-up over masked | file bytes | max abs diff vs masked model |",
+           "| ---: | --- | ---: | ---: | ---: | ---: |"]
+    out += [f"| {r['batch']} | {r['export']} | {r['ms']:.4f} | {r['speedup']:.2f}x | {r['bytes']:,} | "
+            f"{r['max_diff']:.2g} |" for r in ort]
+    return "\n".join(out)
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
 def layer_breakdown(dense: torch.nn.Module, sparse: torch.nn.Module, x: torch.Tensor, min_run_time: float,
                     rounds: int) -> list[dict]:
     """Time of each prunable layer, dense vs sparse, on the inputs it gets; the rest (activations, pooling) last."""
@@ -206,12 +261,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short timings, no ONNX size (a smoke test)")
     p.add_argument("--save", action="store_true", help="write the tables to figures/sparse_inference.md")
     p.add_argument("--run", default=None, help="time a SAFS run's model instead of fresh pruned LeNet-5s")
+    p.add_argument("--onnx", action="store_true", help="only the ONNX Runtime table: masked vs compact export, 99%%")
     args = p.parse_args(argv)
     if args.threads < 1:
         raise SystemExit(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     min_run_time, rounds = (0.02, 1) if args.quick else (0.1, 7)
     t0 = time.perf_counter()
+    path = REPO / "figures" / "sparse_inference.md"
+    old = path.read_text() if path.exists() else ""
+    onnx_section = old[old.index(ONNX_HEAD):] if ONNX_HEAD in old else ""
+    if args.onnx:
+        label, _, pruned = models_for(max(SPARSITIES), args.run)
+        text = format_onnx(onnx_runtime(label, pruned, min_run_time, rounds), args.threads)
+        print(text)
+        print(f"\n({time.perf_counter() - t0:.0f} s)")
+        if args.save:
+            rest = old[:old.index(ONNX_HEAD)] if onnx_section else old + "\n"
+            path.write_text(f"{rest}{text}\n\nMade by `OMP_NUM_THREADS={args.threads} python "
+                            "benchmarks/sparse_inference.py --onnx --save`.\n")
+            print(f"written: {path}")
+        return 0
     rows, sizes = [], []
     for s in ([None] if args.run else SPARSITIES):
         label, dense, pruned = models_for(s, args.run)
@@ -228,9 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     text = format_tables(rows, sizes, parts, parts_label, header)
     print(text)
     print(f"\n({time.perf_counter() - t0:.0f} s)")
-    if args.save:
-        path = REPO / "figures" / "sparse_inference.md"
-        path.write_text(text + "\n\nMade by `OMP_NUM_THREADS=1 python benchmarks/sparse_inference.py --save`.\n")
+    if args.save:  # the ONNX Runtime section (--onnx) stays as it was
+        path.write_text(text + "\n\nMade by `OMP_NUM_THREADS=1 python benchmarks/sparse_inference.py --save`.\n"
+                        + (f"\n{onnx_section}" if onnx_section else ""))
         print(f"written: {path}")
     return 0
 

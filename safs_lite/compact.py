@@ -81,7 +81,14 @@ class _Tracer(fx.Tracer):
     """fx tracer that keeps activation sites as leaves (their alpha/beta stay module parameters)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, Activation) or super().is_leaf_module(m, qualname)
+        return isinstance(m, _sites()) or super().is_leaf_module(m, qualname)
+
+
+def _sites() -> tuple[type, ...]:
+    """The activation-site classes: trainable `Activation`s and deploy's frozen ones (alpha, beta constants)."""
+    from .deploy import FrozenActivation  # deploy does not import this module at its top: no cycle
+
+    return Activation, FrozenActivation
 
 
 @dataclass
@@ -135,7 +142,7 @@ def _step(model: nn.Module, node: fx.Node) -> _Op | str:
             return _Op("conv", m)
         if isinstance(m, nn.Linear):
             return _Op("linear", m)
-        if isinstance(m, (Activation, *ELEMENTWISE)):
+        if isinstance(m, (*_sites(), *ELEMENTWISE)):
             return _Op("act", m) if len(node.args) == 1 else f"{node.target}: unexpected arguments"
         if isinstance(m, nn.MaxPool2d) and not m.return_indices:
             return _Op("pool", pool=dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,

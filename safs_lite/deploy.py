@@ -114,6 +114,54 @@ def freeze(model: nn.Module) -> nn.Module:
     return out.eval().requires_grad_(False)
 
 
+class CompactModule(nn.Module):
+    """A pruned model's compact-engine forward (`safs_lite.compact`) as a plain inference module.
+
+    It holds a frozen copy of the model (`freeze`) with the pruning masks put back on its pruned
+    layers (`weight_orig` holds the frozen weights, zeros included, so `weight_orig * weight_mask`
+    is the frozen weight bit for bit), and runs it on the compact engine: live units and kept
+    taps only, as gathers and small matrix products. That is what a compact ONNX export
+    (`export_run(..., compact=True)`) holds; its outputs equal the masked model's up to float
+    rounding order. The engine's plan (which units live, the gather indices) is built here for
+    `input_shape`, so tracing (torch.export) meets no data-dependent step.
+
+    Args:
+        model: a pruned model the compact engine supports (LeNet-5, MLPs, chains of Conv2d /
+            Linear / activations / max pooling / flatten); left untouched.
+        input_shape: the (C, H, W) or (features,) one sample has.
+
+    Raises:
+        ValueError: if the compact engine cannot run the model, naming why.
+
+    Example:
+        >>> from safs_lite import build_model, prune_model
+        >>> model = prune_model(build_model("lenet5", seed=0), 0.99).eval()
+        >>> x = torch.rand(4, 1, 28, 28)
+        >>> bool(torch.allclose(CompactModule(model, (1, 28, 28))(x), model(x), atol=1e-5))
+        True
+    """
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...]):
+        super().__init__()
+        import torch.nn.utils.prune as prune
+
+        from .compact import CompactNet
+
+        frozen = freeze(model)
+        layers = prunable_layers(frozen)
+        for name, m in prunable_layers(model).items():
+            if hasattr(m, "weight_mask"):
+                prune.custom_from_mask(layers[name], "weight", m.weight_mask.detach().clone())
+        self.model = frozen.requires_grad_(False)
+        self.net = CompactNet(self.model)
+        with torch.no_grad():
+            self.net(torch.zeros(1, *input_shape, dtype=next(model.parameters()).dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The logits of the batch `x`, computed on the compact engine."""
+        return self.net(x)
+
+
 def frozen_sites(model: nn.Module) -> dict[str, dict]:
     """The operator, alpha and beta of every activation site, frozen or not, by module name.
 
@@ -269,8 +317,39 @@ def _write_onnx(frozen: nn.Module, path: Path, info: dict) -> None:
     import onnx
 
     model = onnx.load(str(path))
+    if info.get("compact"):
+        # Fold every constant: the gathered kept weights and the constants of disconnected units are
+        # stored as what they are (the exporter's default size limits would keep whole weight_orig and
+        # weight_mask tensors and gather from them on every run).
+        from onnxscript import optimizer
+
+        model = optimizer.optimize(model, input_size_limit=1 << 40, output_size_limit=1 << 40)
     model.metadata_props.add(key="safs_lite_preprocessing", value=json.dumps(info["preprocessing"]))
     onnx.save(model, str(path))
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...], compact: bool = False,
+                preprocessing: dict | None = None) -> Path:
+    """Write a pruned model as one ONNX file (dynamic batch): its frozen form, or with `compact` its compact form.
+
+    Unlike `export_run` this checks nothing against a run; compare the file's outputs yourself
+    (`load_exported(path)(x)` against `model(x)`), as benchmarks/sparse_inference.py does.
+
+    Args:
+        model: a pruned (or dense) model; left untouched.
+        path: the .onnx file to write.
+        input_shape: the (C, H, W) or (features,) one sample has.
+        compact: write `CompactModule(model)` (live units and kept weights only) instead of `freeze(model)`.
+        preprocessing: what turns raw samples into the input (`preprocessing(data)`), stored as metadata.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    module = CompactModule(model, tuple(input_shape)) if compact else freeze(model)
+    _write_onnx(module, path, {"input_shape": list(input_shape), "preprocessing": preprocessing,
+                               **({"compact": True} if compact else {})})
+    return path
 
 
 _WRITERS = {"pt": _write_pt, "onnx": _write_onnx, "safetensors": _write_safetensors}
@@ -496,10 +575,13 @@ def _raise_unless_passed(check: ExportCheck) -> None:
 
 # --------------------------------------------------------------------------- export_run and the model card
 
-def default_export_path(run_dir: str | os.PathLike, format: str = "pt", stage: str = "safs") -> Path:
-    """Where `export_run` writes by default: <run>/export/model.<ext> (model-<stage>.<ext> for other stages)."""
+def default_export_path(run_dir: str | os.PathLike, format: str = "pt", stage: str = "safs",
+                        compact: bool = False) -> Path:
+    """Where `export_run` writes by default: <run>/export/model.<ext> (model-<stage>.<ext> for other stages;
+    model-compact.onnx, model-<stage>-compact.onnx for the compact form)."""
     ext = FORMATS[_check_format(format)][0]
-    return Path(run_dir) / "export" / (f"model{ext}" if stage == "safs" else f"model-{stage}{ext}")
+    name = "model" + ("" if stage == "safs" else f"-{stage}") + ("-compact" if compact else "")
+    return Path(run_dir) / "export" / f"{name}{ext}"
 
 
 def _card_path(path: Path, stage: str) -> Path:
@@ -528,9 +610,10 @@ def run_command(key: dict) -> str:
 
 
 def _export_command(run_dir: Path, fmt: str, out: Path | None, stage: str,
-                    data_root: str | os.PathLike | None, own_model: str | None = None) -> str:
+                    data_root: str | os.PathLike | None, own_model: str | None = None, compact: bool = False) -> str:
     if own_model:  # a network of your own is exported from Python: its class and data are needed
-        extra = (f", out={str(out)!r}" if out is not None else "") + (f", stage={stage!r}" if stage != "safs" else "")
+        extra = (f", out={str(out)!r}" if out is not None else "") + (f", stage={stage!r}" if stage != "safs" else "") \
+            + (", compact=True" if compact else "")
         return f"safs_lite.deploy.export_run({str(run_dir)!r}, {fmt!r}{extra}, model={own_model}(), data=data)"
     parts = ["python", "-m", "safs_lite", "export", str(run_dir), "--format", fmt]
     if out is not None:
@@ -539,6 +622,8 @@ def _export_command(run_dir: Path, fmt: str, out: Path | None, stage: str,
         parts += ["--stage", stage]
     if data_root is not None:
         parts += ["--data", str(data_root)]
+    if compact:
+        parts.append("--compact")
     return shlex.join(parts)
 
 
@@ -623,7 +708,7 @@ def model_card(run_dir: Path, key: dict, results: dict, frozen: nn.Module, stage
 def export_run(run_dir: str | os.PathLike, format: str = "pt", out: str | os.PathLike | None = None,
                stage: str = "safs", data_root: str | os.PathLike | None = None,
                return_check: bool = False, model: nn.Module | None = None,
-               data=None) -> Path | tuple[Path, ExportCheck]:
+               data=None, compact: bool = False) -> Path | tuple[Path, ExportCheck]:
     """Export a finished SAFS run's model, check the file against the run, and write its model card.
 
     Args:
@@ -636,6 +721,10 @@ def export_run(run_dir: str | os.PathLike, format: str = "pt", out: str | os.Pat
         return_check: also return the `ExportCheck`.
         model, data: for a run of a network of your own (`safs_lite.search`): an instance of its
             class (any weights) and the `Data` it ran on.
+        compact: ONNX only: export the compact engine's form (`CompactModule`: the live units and
+            kept weights only, as gathers and small matrix products: at 99% a file a quarter the size,
+            faster at large batches, slower at batch 1; benchmarks/sparse_inference.py --onnx) instead
+            of the frozen masked model; the same check against the run's model.
 
     Returns:
         The written file's path (with the check when `return_check`). The model card is
@@ -643,13 +732,16 @@ def export_run(run_dir: str | os.PathLike, format: str = "pt", out: str | os.Pat
 
     Raises:
         ValueError: (one line) on an unknown format or stage, a suffix that does not fit the
-            format, a folder that is no finished run, data of another signature, or an export
+            format, a folder that is no finished run, data of another signature, compact with
+            another format than onnx or a model the compact engine cannot run, or an export
             that does not reproduce the run's model (the file is then removed).
     """
     fmt = _check_format(format)
+    if compact and fmt != "onnx":
+        raise ValueError(f"a compact export is written as onnx only, got format {fmt!r}")
     run_dir = Path(run_dir)
     key, results, data, reference = _load_run(run_dir, stage, data_root, model, data)
-    path = Path(out) if out is not None else default_export_path(run_dir, fmt, stage)
+    path = Path(out) if out is not None else default_export_path(run_dir, fmt, stage, compact)
     if path.suffix not in FORMATS[fmt]:
         raise ValueError(f"--out {path}: a {fmt} export must end in {' or '.join(FORMATS[fmt])}")
     frozen = freeze(reference)
@@ -658,7 +750,8 @@ def export_run(run_dir: str | os.PathLike, format: str = "pt", out: str | os.Pat
     info = {"format": FROZEN_FORMAT, "model": key["model"], "own_model": bool(key.get("own_model")),
             "num_classes": num_classes,
             "input_shape": list(data.input_shape), "sites": frozen_sites(frozen), "stage": stage,
-            "run": run_dir.name, "data_signature": data.signature, "preprocessing": preprocessing(data)}
+            "run": run_dir.name, "data_signature": data.signature, "preprocessing": preprocessing(data),
+            **({"compact": True} if compact else {})}
     frozen.preprocessing = info["preprocessing"]  # pickled with a pt export; the card states it
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written under a temporary name and renamed once checked: a file that does not reproduce the
@@ -666,7 +759,7 @@ def export_run(run_dir: str | os.PathLike, format: str = "pt", out: str | os.Pat
     tmp = path.with_name(f"{path.stem}.part{path.suffix}")
     written = [tmp] + ([_info_path(tmp)] if fmt == "safetensors" else [])
     try:
-        _WRITERS[fmt](frozen, tmp, info)
+        _WRITERS[fmt](CompactModule(reference, data.input_shape) if compact else frozen, tmp, info)
         check = compare(reference, load_exported(tmp, model), data, fmt, path, stage,
                         results.get("test_accuracy", {}).get(stage))
         _raise_unless_passed(check)
@@ -681,7 +774,8 @@ def export_run(run_dir: str | os.PathLike, format: str = "pt", out: str | os.Pat
     record = load_json(record_file) if record_file.is_file() else {"checks": {}, "commands": {}}
     record["checks"][path.name] = {**asdict(check), "path": path.name}
     record["commands"][path.name] = _export_command(run_dir, fmt, Path(out) if out is not None else None,
-                                                    stage, data_root, key["model"] if key.get("own_model") else None)
+                                                    stage, data_root, key["model"] if key.get("own_model") else None,
+                                                    compact)
     record["checks"] = {k: v for k, v in record["checks"].items() if (path.parent / k).is_file()}
     save_json(record_file, record)
     card.write_text(model_card(run_dir, key, results, frozen, stage, record["checks"], record["commands"]))
@@ -706,6 +800,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     e.add_argument("--out", default=None, help="file to write (default: RUN_DIR/export/model.<format>)")
     e.add_argument("--stage", default="safs", help=f"the run's stage to export: {', '.join(EXPORT_STAGES)}")
     e.add_argument("--data", default=None, help="data folder (default $SAFS_DATA, else <repo>/data)")
+    e.add_argument("--compact", action="store_true", help="onnx only: export the compact engine's form (live "
+                   "units and kept weights only: a smaller file, faster at large batches)")
     e.set_defaults(func=export_command)
     return e
 
@@ -714,13 +810,13 @@ def export_command(args: argparse.Namespace) -> int:
     """Handler of ``python -m safs_lite export``: export, check, and print path, check and model card.
 
     Args:
-        args: the parsed arguments (run_dir, format, out, stage, data).
+        args: the parsed arguments (run_dir, format, out, stage, data, compact).
 
     Returns:
         0 (errors are raised as one-line ValueError for the CLI's main to print).
     """
     path, check = export_run(args.run_dir, args.format, out=args.out, stage=args.stage, data_root=args.data,
-                             return_check=True)
+                             return_check=True, compact=args.compact)
     print(f"exported: {path} ({check.format}, {path.stat().st_size:,} bytes)")
     print(f"check: {check.summary()}")
     print(f"model card: {_card_path(path, args.stage)}")
@@ -911,7 +1007,7 @@ def nonzero_weights(model: nn.Module) -> int:
     return total
 
 
-__all__ = ["FORMATS", "FrozenActivation", "freeze", "frozen_sites", "frozen_from_info", "load_exported",
-           "OnnxModel", "ExportCheck", "compare", "check_export", "export_run", "default_export_path",
+__all__ = ["FORMATS", "FrozenActivation", "CompactModule", "freeze", "frozen_sites", "frozen_from_info", "load_exported",
+           "OnnxModel", "ExportCheck", "compare", "check_export", "export_run", "export_onnx", "default_export_path",
            "model_card", "run_command", "add_export_parser", "export_command", "SparseLinear",
            "SparseConv2d", "to_sparse", "nonzero_weights"]

@@ -16,8 +16,8 @@ from torch import nn
 
 from safs_lite import build_model, load_safs_model, prune_model
 from safs_lite.activations import ACTIVATIONS, Activation, activation_sites
-from safs_lite.deploy import (FrozenActivation, SparseConv2d, SparseLinear, add_export_parser, check_export,
-                              export_run, freeze, load_exported, to_sparse)
+from safs_lite.deploy import (CompactModule, FrozenActivation, SparseConv2d, SparseLinear, add_export_parser,
+                              check_export, export_run, freeze, load_exported, to_sparse)
 from safs_lite.pruning import prunable_layers
 from safs_lite.runs import load_json, save_json
 
@@ -90,6 +90,66 @@ def test_frozen_activation_matches_activation_and_pickles(op):
 def test_frozen_activation_unknown_op():
     with pytest.raises(ValueError, match="unknown activation operator 'nope'; valid: relu6"):
         FrozenActivation("nope")
+
+
+# --------------------------------------------------------------------------- the compact form
+
+@pytest.mark.parametrize("sparsity", [0.9, 0.99, 0.999])
+def test_compact_module_computes_the_masked_model(sparsity):
+    """CompactModule (what a compact ONNX export holds) gives the masked model's logits, skips what the masks
+    drop, and leaves the model as it was."""
+    model = _pruned(sparsity)
+    before = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    module, x = CompactModule(model, (1, 28, 28)), _x(64)
+    with torch.no_grad():
+        want = model(x)
+        assert torch.allclose(module(x), want, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(module(x[:1]), want[:1], rtol=1e-5, atol=1e-6)  # batch 1 too (the plan is per shape)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert isinstance(model.acts["conv1"], Activation) and not any(p.requires_grad for p in module.parameters())
+    # the sites frozen with their constants, the masks back on: the compact engine reads only what is kept
+    assert not any(isinstance(m, Activation) for m in module.modules())
+    for name, m in prunable_layers(model).items():
+        assert torch.equal(module.model.get_submodule(name).weight_mask, m.weight_mask)
+
+
+def test_compact_module_refuses_what_the_engine_cannot_run():
+    bn = prune_model(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 26 * 26, 10)),
+                     0.9)
+    with pytest.raises(ValueError, match=r"^the compact engine cannot run Sequential: .*BatchNorm2d.*supported$"):
+        CompactModule(bn, (1, 28, 28))
+
+
+def test_compact_onnx_export_reproduces_the_run_and_holds_only_what_is_kept(run_dir, tmp_path):
+    import onnx
+
+    path, check = export_run(run_dir, "onnx", compact=True, return_check=True)
+    assert path == run_dir / "export" / "model-compact.onnx" and path.is_file()
+    assert check.passed and check.predictions_agree == check.images == 1000 and check.max_abs_diff < 1e-4
+    results = load_json(run_dir / "results.json")
+    assert check.accuracy == pytest.approx(results["test_accuracy"]["safs"])
+    reference, exported = load_safs_model(run_dir, "safs").eval(), load_exported(path)
+    x = _x(5)
+    with torch.no_grad():
+        assert torch.allclose(exported(x), reference(x), rtol=1e-4, atol=1e-5)
+    # the file stores the kept block of each layer, not the full weight_orig and weight_mask tensors
+    graph = onnx.load(str(path)).graph
+    floats = sum(int(torch.tensor(list(t.dims)).prod()) for t in graph.initializer if t.data_type == 1)
+    total = sum(m.weight.numel() for m in prunable_layers(freeze(reference)).values())
+    assert floats < 0.1 * total, (floats, total)
+    assert exported.preprocessing["formula"] == "x = x / 255"
+    card = (path.parent / "model_card.md").read_text()
+    assert "`model-compact.onnx` (onnx): ok" in card and f"export {run_dir} --format onnx --compact" in card
+
+
+def test_compact_export_is_onnx_only(run_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"^a compact export is written as onnx only, got format 'pt'$"):
+        export_run(run_dir, "pt", compact=True)
+    sub = argparse.ArgumentParser(prog="python -m safs_lite").add_subparsers(dest="command")
+    add_export_parser(sub)
+    args = sub._name_parser_map["export"].parse_args([str(run_dir), "--format", "safetensors", "--compact"])
+    with pytest.raises(ValueError, match="onnx only, got format 'safetensors'"):
+        args.func(args)
 
 
 # --------------------------------------------------------------------------- sparse layers
