@@ -59,7 +59,7 @@ def plot_cartpole_strip(episodes: dict[str, np.ndarray], frames: int = 6,
     """
     if frames < 1 or not episodes:
         raise ValueError(f"need at least one episode and one frame, got {len(episodes)} episodes, frames={frames}")
-    fig, axes = plt.subplots(len(episodes), frames, figsize=(1.9 * frames, 1.25 * len(episodes) + 0.3), squeeze=False)
+    fig, axes = plt.subplots(len(episodes), frames, figsize=(1.9 * frames, 0.9 * len(episodes) + 0.3), squeeze=False)
     for row, (color, (label, obs)) in zip(axes, enumerate(episodes.items())):
         obs = np.asarray(obs)
         for ax, t in zip(row, np.linspace(0, len(obs) - 1, frames).round().astype(int)):
