@@ -1,7 +1,8 @@
 """SAFS for a sparse reinforcement-learning policy on Gymnasium's classic-control environments.
 
 The question of notebooks 01-08, asked of a controller: when a policy network is pruned hard,
-does searching its activations recover the return that magnitude pruning loses?
+does searching its activations recover the return that magnitude pruning loses? Notebook
+`09_sparse_rl_policy.ipynb` walks through it on CartPole-v1.
 
 Algorithm: REINFORCE with a learned value baseline, written here in ~40 lines. Stable-Baselines3's
 PPO was not used: it is not installed with the kit, its policies build their own activation

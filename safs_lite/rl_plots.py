@@ -65,7 +65,7 @@ def plot_cartpole_strip(episodes: dict[str, np.ndarray], frames: int = 6,
         for ax, t in zip(row, np.linspace(0, len(obs) - 1, frames).round().astype(int)):
             draw_cartpole(ax, obs[t], color=f"C{color}")
             ax.set_title(f"step {t + 1}", fontsize=8)
-        row[0].set_ylabel(f"{label}\n{len(obs)} steps", fontsize=9)
+        row[0].set_ylabel(f"{label}\n{len(obs)} steps", fontsize=9, rotation=0, ha="right", va="center")
     fig.tight_layout()
     save_figure(fig, path)
     return fig
