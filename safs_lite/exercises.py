@@ -400,6 +400,43 @@ def _global_keep(fn: Callable) -> None:
             f"global: expected kept {want}, got {got}")
 
 
+# ---------------------------------------------------------------- 09: sparse RL policy
+
+
+def _returns_to_go(fn: Callable, g0_of_10_steps: float | None = None) -> None:
+    _given(g0_of_10_steps, "g0_of_10_steps")
+    g = np.random.default_rng(9)
+    for n, gamma in ((1, 0.99), (5, 0.9), (40, 0.99), (12, 1.0), (7, 0.0)):
+        rewards = [float(r) for r in g.normal(1.0, 1.0, n).round(2)]
+        want, run = [], 0.0
+        for r in reversed(rewards):
+            run = r + gamma * run
+            want.append(run)
+        want = want[::-1]
+        got = fn(list(rewards), gamma)
+        got = [float(x) for x in (got.tolist() if hasattr(got, "tolist") else got)]
+        assert len(got) == n, f"{n} rewards give {n} returns, one per step; got {len(got)}"
+        if n > 1 and gamma not in (0.0, 1.0) and np.allclose(got, [sum(gamma ** k * r for k, r in
+                                                                     enumerate(rewards[:t + 1][::-1]))
+                                                                 for t in range(n)]):
+            raise AssertionError("those are discounted sums of the PAST rewards; G_t sums the rewards from step t on")
+        assert np.allclose(got, want, atol=1e-9), (f"rewards {rewards[:4]}..., gamma {gamma}: expected "
+                                                   f"{[round(x, 4) for x in want[:3]]}..., got {[round(x, 4) for x in got[:3]]}...")
+    _close(g0_of_10_steps, sum(0.99 ** k for k in range(10)), 1e-3, "g0_of_10_steps (G_0 of 10 rewards of 1 at gamma 0.99)")
+
+
+def _break_point(fn: Callable) -> None:
+    cases = (({0.8: 500.0, 0.9: 480.0, 0.95: 260.0, 0.97: 120.0}, 500.0, 0.97),
+             ({0.99: 9.4, 0.9: 500.0, 0.96: 40.0, 0.98: 300.0}, 500.0, 0.96),  # any order; non-monotone
+             ({0.5: 100.0, 0.6: 50.0, 0.7: 10.0}, 100.0, 0.6),  # exactly half counts
+             ({0.9: 300.0, 0.95: 260.0}, 500.0, None))  # never broken
+    for returns, dense, want in cases:
+        got = fn(dict(returns), dense)
+        assert (got is None) == (want is None), (f"sweep {returns}, dense {dense}: expected {want}, got {got} "
+                                                 "(None when no sparsity is at or below half the dense return)")
+        assert want is None or math.isclose(float(got), want), f"sweep {returns}, dense {dense}: expected {want}, got {got}"
+
+
 CHECKS: dict[str, tuple[Callable, str]] = {
     "01.1": (_n_weights, "which modules hold the weights notebook 02 prunes, and which attribute is the weight?"),
     "01.2": (_confusion, "the row is the true class, the column the prediction; try it on 3 images by hand"),
@@ -423,6 +460,9 @@ CHECKS: dict[str, tuple[Callable, str]] = {
     "08.1": (_csr_bytes, "CSR stores each kept value, its column index and one row pointer per row plus one; "
                          "torch uses 8-byte indices"),
     "08.2": (_global_keep, "global pruning sorts |w| of all layers together"),
+    "09.1": (_returns_to_go, "go backwards from the last step: G_t = r_t + gamma * G_(t+1), with G after the end = 0"),
+    "09.2": (_break_point, "keep the sparsities whose return is <= dense / 2 (ties count), then take the smallest; the "
+                           "dict's order is not the sparsities' order"),
 }
 
 

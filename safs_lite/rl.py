@@ -1,7 +1,8 @@
 """SAFS for a sparse reinforcement-learning policy on Gymnasium's classic-control environments.
 
 The question of notebooks 01-08, asked of a controller: when a policy network is pruned hard,
-does searching its activations recover the return that magnitude pruning loses?
+does searching its activations recover the return that magnitude pruning loses? Notebook
+`09_sparse_rl_policy.ipynb` walks through it on CartPole-v1.
 
 Algorithm: REINFORCE with a learned value baseline, written here in ~40 lines. Stable-Baselines3's
 PPO was not used: it is not installed with the kit, its policies build their own activation
@@ -21,8 +22,8 @@ Stages, as in `safs_lite.pipeline`: dense training, magnitude pruning + fine-tun
 (LAHC over per-site operators, fitness = mean validation return after a short fine-tune; every
 fine-tune keeps its best checkpoint on the validation seeds, `finetune`),
 stage 2 (Optuna over the fine-tuning learning rates with trainable alpha/beta, fixed operators:
-the dense ones for "stage 2 only", stage 1's for SAFS). Every stage's record is cached in the run
-folder (`runs.cached_record`), so a killed run resumes where it stopped.
+the dense ones for "stage 2 only", stage 1's for SAFS). Every stage's record and checkpoint is cached in
+the run folder (`runs.cached_record`, `load_policy`), so a killed run resumes where it stopped.
 
 Example:
     >>> from safs_lite import rl
@@ -47,7 +48,8 @@ from torch import nn
 from .activations import SEARCH_SPACE, get_activations, get_alpha_beta, scale_parameters, set_activations, set_trainable_scales
 from .lahc import SearchConfig, lahc
 from .pruning import check_pruning, check_sparsity, clone, prune_model, sparsity_report
-from .runs import cached_record, config_hash, cpu_state, environment, load_state, prepare_out, save_json, save_state
+from .runs import (cached_record, config_hash, cpu_state, environment, load_json, load_state, prepare_out,
+                   save_json, save_state)
 from .searchable import make_searchable
 from .version import KIT_VERSION
 
@@ -273,6 +275,26 @@ def finetune(pruned: nn.Module, env_name: str, ops: dict, updates: int, p: RLPre
     return model, curve, best[0]
 
 
+def break_point(returns: dict[float, float], dense: float) -> float | None:
+    """The lowest sparsity whose return is at most half the dense return (None if none is).
+
+    Where magnitude pruning "breaks": decide it on validation returns, never on the reported ones.
+
+    Args:
+        returns: sparsity -> the fine-tuned pruned policy's mean return (any order).
+        dense: the dense policy's mean return on the same episodes.
+
+    Returns:
+        That sparsity, or None.
+
+    Example:
+        >>> break_point({0.9: 500.0, 0.97: 11.4, 0.96: 51.4}, 500.0)
+        0.96
+    """
+    broken = [s for s, r in returns.items() if r <= dense / 2]
+    return min(broken) if broken else None
+
+
 def _study(pruned: nn.Module, env_name: str, ops: dict, p: RLPreset, seed: int, path: Path) -> dict:
     """Stage 2: Optuna over lr and alpha/beta's lr (SQLite file, resumable), then the full retraining."""
     study = optuna.create_study(study_name="stage2", storage=f"sqlite:///{path}", direction="maximize",
@@ -288,8 +310,93 @@ def _study(pruned: nn.Module, env_name: str, ops: dict, p: RLPreset, seed: int, 
         study.optimize(objective, n_trials=p.hpo_trials - done)
     best = study.best_trial.params
     model, curve, _ = finetune(pruned, env_name, ops, p.finetune_updates, p, seed, best["lr"], best["scale_lr"])
+    save_state(path.with_suffix(".pt"), cpu_state(model))
     return _record(model, env_name, p, hyperparameters=best, best_val_trial=study.best_value, curve=curve,
                    alpha_beta={k: list(v) for k, v in get_alpha_beta(model).items()})
+
+
+def pruned_stages(pruned: nn.Module, env_name: str, p: RLPreset, seed: int, out: Path, timings: dict | None = None,
+                  say: Callable[[str, dict], dict] | None = None) -> dict[str, dict]:
+    """MP, stage 1, stage 2 and SAFS from one pruned policy; each stage is cached in `out` (a rerun resumes).
+
+    `run_rl` calls it after the dense stage; a notebook can call it with one pruned policy and several
+    seeds (the seed then changes the fine-tuning episodes, the action sampling, the value network and the
+    search, not the mask). Checkpoints: `<out>/<stage>.pt` (`load_policy`).
+
+    Args:
+        pruned: the pruned policy every stage starts from (left untouched).
+        env_name: the environment.
+        p: the budgets (`check_preset`).
+        seed: seeds the fine-tuning, the search and the study.
+        out: folder for the stages' records, checkpoints, the search log and the studies.
+        timings: gets each stage's seconds.
+        say: called with (stage, record) after each stage; returns the record.
+
+    Returns:
+        {"magnitude_pruning", "stage1", "stage2", "safs"} -> the stage's record.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {} if timings is None else timings
+    say = say or (lambda stage, rec: rec)
+    dense_ops = get_activations(pruned)
+
+    def mp_stage() -> dict:
+        model, curve, _ = finetune(pruned, env_name, dense_ops, p.finetune_updates, p, seed)
+        save_state(out / "magnitude_pruning.pt", cpu_state(model))
+        return _record(model, env_name, p, curve=curve)
+
+    def stage1_stage() -> dict:
+        def fitness(vector: dict) -> float:
+            return finetune(pruned, env_name, vector, p.stage1_updates, p, seed)[2]
+
+        res = lahc(fitness, list(dense_ops), list(SEARCH_SPACE), SearchConfig(steps=p.stage1_steps, seed=seed),
+                   init=dense_ops, csv_path=out / "stage1.csv", progress=False)
+        model, curve, _ = finetune(pruned, env_name, res.best, p.finetune_updates, p, seed)
+        save_state(out / "stage1.pt", cpu_state(model))
+        return _record(model, env_name, p, curve=curve,
+                       search={"best_val_fitness": res.best_fitness, "evaluations": res.evaluations})
+
+    mp_rec = say("magnitude_pruning", cached_record(out / "magnitude_pruning.json", mp_stage, timings, "test_return"))
+    s1 = say("stage1", cached_record(out / "stage1.json", stage1_stage, timings, "test_return"))
+    s2 = say("stage2", cached_record(out / "stage2.json", lambda: _study(pruned, env_name, dense_ops, p, seed,
+                                                                        out / "stage2.db"), timings, "test_return"))
+    sf = say("safs", cached_record(out / "safs.json", lambda: _study(pruned, env_name, s1["activations"], p, seed,
+                                                                    out / "safs.db"), timings, "test_return"))
+    return {"magnitude_pruning": mp_rec, "stage1": s1, "stage2": s2, "safs": sf}
+
+
+def load_policy(out: str | os.PathLike, stage: str, pruned: nn.Module) -> nn.Module:
+    """A finished stage's policy from its run folder: a copy of `pruned` with the stage's operators and weights.
+
+    Args:
+        out: the run folder (or `pruned_stages`' folder).
+        stage: "magnitude_pruning", "stage1", "stage2" or "safs".
+        pruned: the pruned policy the stages started from (same mask; its weights are replaced).
+
+    Returns:
+        The policy, in eval mode.
+    """
+    stages = ("magnitude_pruning", "stage1", "stage2", "safs")
+    if stage not in stages:
+        raise ValueError(f"unknown RL stage {stage!r}; valid: {', '.join(stages)}")
+    out = Path(out)
+    model = set_activations(clone(pruned), load_json(out / f"{stage}.json")["activations"])
+    model.load_state_dict(load_state(out / f"{stage}.pt"))
+    return model.eval()
+
+
+def episode(policy: nn.Module, env_name: str, seed: int, max_steps: int = 500) -> dict[str, np.ndarray]:
+    """One greedy episode, as `evaluate` plays it: observations (T, obs_dim), actions (T,) and rewards (T,).
+
+    Example:
+        >>> ep = episode(build_policy(4, 2), "CartPole-v1", episode_seeds("evaluation", 1)[0])  # doctest: +SKIP
+        >>> ep["observations"].shape, ep["rewards"].sum()  # doctest: +SKIP
+        ((9, 4), 9.0)
+    """
+    policy.eval()
+    obs, acts, rews = _rollout(policy, make_env(env_name, max_steps), seed, True, None)
+    return {"observations": torch.stack(obs).numpy(), "actions": np.asarray(acts), "rewards": np.asarray(rews)}
 
 
 def rl_key(env_name: str, sparsity: float, pruning: str, preset: str, seed: int) -> dict:
@@ -345,30 +452,8 @@ def run_rl(env_name: str, sparsity: float, pruning: str = "layerwise", preset: s
     dense = build_policy(obs_dim, n_act, seed=seed)
     dense.load_state_dict(load_state(out / "dense.pt"))
     pruned = prune_model(clone(dense), sparsity, pruning)  # every later stage starts from this checkpoint
-    dense_ops = get_activations(pruned)
-
-    def mp_stage() -> dict:
-        model, curve, _ = finetune(pruned, env_name, dense_ops, p.finetune_updates, p, seed)
-        save_state(out / "magnitude_pruning.pt", cpu_state(model))
-        return _record(model, env_name, p, curve=curve)
-
-    def stage1_stage() -> dict:
-        def fitness(vector: dict) -> float:
-            return finetune(pruned, env_name, vector, p.stage1_updates, p, seed)[2]
-
-        res = lahc(fitness, list(dense_ops), list(SEARCH_SPACE), SearchConfig(steps=p.stage1_steps, seed=seed),
-                   init=dense_ops, csv_path=out / "stage1.csv", progress=False)
-        model, curve, _ = finetune(pruned, env_name, res.best, p.finetune_updates, p, seed)
-        return _record(model, env_name, p, curve=curve,
-                       search={"best_val_fitness": res.best_fitness, "evaluations": res.evaluations})
-
-    mp_rec = say("magnitude_pruning", cached_record(out / "magnitude_pruning.json", mp_stage, timings, "test_return"))
-    s1 = say("stage1", cached_record(out / "stage1.json", stage1_stage, timings, "test_return"))
-    s2 = say("stage2", cached_record(out / "stage2.json", lambda: _study(pruned, env_name, dense_ops, p, seed,
-                                                                        out / "stage2.db"), timings, "test_return"))
-    sf = say("safs", cached_record(out / "safs.json", lambda: _study(pruned, env_name, s1["activations"], p, seed,
-                                                                    out / "safs.db"), timings, "test_return"))
-    recs = {"dense": dense_rec, "magnitude_pruning": mp_rec, "stage1": s1, "stage2": s2, "safs": sf}
+    recs = {"dense": dense_rec, **pruned_stages(pruned, env_name, p, seed, out, timings, say)}
+    s1, s2, sf = recs["stage1"], recs["stage2"], recs["safs"]
     timings["total"] = sum(timings.values())
     results = {"config": key, "test_return": {k: r["test_return"] for k, r in recs.items()},
                "val_return": {k: r["val_return"] for k, r in recs.items()},

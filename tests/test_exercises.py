@@ -103,5 +103,34 @@ def test_every_notebook_has_two_or_three_exercises():
     per_notebook = {}
     for name in CHECKS:
         per_notebook.setdefault(name.split(".")[0], []).append(name)
-    assert sorted(per_notebook) == ["01", "02", "03", "04", "05", "06", "07", "08"]
+    assert sorted(per_notebook) == ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
     assert all(2 <= len(v) <= 3 for v in per_notebook.values())
+
+
+def test_09_returns_to_go_and_break_point():
+    from safs_lite.rl import break_point
+
+    def returns_to_go(rewards, gamma):
+        out, g = [], 0.0
+        for r in reversed(rewards):
+            g = r + gamma * g
+            out.append(g)
+        return out[::-1]
+
+    def past_sums(rewards, gamma):  # accumulates forwards: the rewards before step t, not after it
+        out, g = [], 0.0
+        for r in rewards:
+            g = r + gamma * g
+            out.append(g)
+        return out
+
+    check("09.1", returns_to_go, g0_of_10_steps=returns_to_go([1.0] * 10, 0.99)[0])
+    check("09.2", break_point)
+    with pytest.raises(AssertionError, match="PAST rewards"):
+        check("09.1", past_sums, g0_of_10_steps=9.56)
+    with pytest.raises(AssertionError, match="g0_of_10_steps"):  # undiscounted: the episode's length
+        check("09.1", returns_to_go, g0_of_10_steps=10)
+    with pytest.raises(AssertionError, match=r"(?s)expected 0.6, got 0.7.*Hint"):  # exactly half must count
+        check("09.2", lambda ret, dense: min([s for s, r in ret.items() if r < dense / 2], default=None))
+    with pytest.raises(AssertionError, match="expected 0.96, got 0.99"):  # the first in dict order, not the lowest
+        check("09.2", lambda ret, dense: next((s for s, r in ret.items() if r <= dense / 2), None))

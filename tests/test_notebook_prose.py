@@ -21,7 +21,7 @@ ALLOWED = {
     "6.5940",                # MIT's course 6.5940, credited for the per-layer sensitivity scan
 }
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.]*\d)")
-CODE = re.compile(r"```.*?```|`[^`\n]*`|\]\([^)]*\)|\$[^$\n]*\$|\b0[1-8]\.[1-9]\b", re.S)  # code, links, maths, exercise names
+CODE = re.compile(r"```.*?```|`[^`\n]*`|\]\([^)]*\)|\$[^$\n]*\$|\b0[1-9]\.[1-9]\b", re.S)  # code, links, maths, exercise names
 
 
 def prose_numbers(cell_source: str) -> list[str]:

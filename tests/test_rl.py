@@ -134,3 +134,44 @@ def test_smoke_pipeline_via_the_cli_and_same_seed_same_numbers(tmp_path, capsys)
     assert load_json(tmp_path / "b" / "results.json")["test_return"] == res["test_return"]
     assert main(["rl", "--env", "Nope", "--out", str(tmp_path / "c")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_stage_checkpoints_reload_to_the_recorded_returns_and_episodes_match_evaluate(tmp_path):
+    torch.set_num_threads(1)
+    p = rl.PRESETS["smoke"]
+    pruned = _pruned(0.9)
+    recs = rl.pruned_stages(pruned, ENV, p, seed=4, out=tmp_path / "s4")
+    seeds = rl.episode_seeds("evaluation", p.eval_episodes)
+    for stage, rec in recs.items():
+        policy = rl.load_policy(tmp_path / "s4", stage, pruned)
+        assert rl.get_activations(policy) == rec["activations"]
+        assert rl.evaluate(policy, ENV, seeds, p.max_steps) == rec["test_returns"]
+        for name, m in prunable_layers(policy).items():  # same mask, pruned weights still zero
+            assert torch.equal(m.weight_mask, masks(pruned)[name]) and torch.all(m.weight[m.weight_mask == 0] == 0)
+        ep = rl.episode(policy, ENV, seeds[0], p.max_steps)
+        assert ep["observations"].shape == (len(ep["actions"]), 4)
+        assert ep["rewards"].sum() == rec["test_returns"][0]
+    # A rerun loads every stage instead of recomputing it.
+    again = rl.pruned_stages(pruned, ENV, p, seed=4, out=tmp_path / "s4", say=lambda s, r: r)
+    assert {k: r["seconds"] for k, r in again.items()} == {k: r["seconds"] for k, r in recs.items()}
+    with pytest.raises(ValueError, match="unknown RL stage 'dense'; valid: magnitude_pruning, stage1"):
+        rl.load_policy(tmp_path / "s4", "dense", pruned)
+
+
+def test_break_point_is_the_lowest_sparsity_at_or_below_half_the_dense_return():
+    assert rl.break_point({0.98: 9.0, 0.9: 500.0, 0.96: 250.0, 0.97: 300.0}, 500.0) == 0.96  # ties count, any order
+    assert rl.break_point({0.9: 500.0, 0.95: 251.0}, 500.0) is None
+
+
+def test_cartpole_strip_draws_each_observation(tmp_path):
+    import numpy as np
+
+    from safs_lite.rl_plots import plot_cartpole_strip, pole_tip
+
+    obs = np.array([[0.0, 0, 0.0, 0], [1.0, 0, 0.2, 0], [-2.0, 0, -0.1, 0]])
+    fig = plot_cartpole_strip({"a": obs, "b": obs[:2]}, frames=3, path=tmp_path / "strip.png")
+    assert len(fig.axes) == 6 and (tmp_path / "strip.png").stat().st_size > 1000
+    assert [ax.get_title() for ax in fig.axes[3:]] == ["step 1", "step 1", "step 2"]  # 2 steps, 3 frames: one repeats
+    pole = fig.axes[1].lines[-1]  # frame 2 of row "a": x = 1, leaning right by 0.2 rad
+    assert list(pole.get_xdata()) == pytest.approx([1.0, pole_tip(obs[1])[0]])
+    assert pole_tip(obs[1]) == pytest.approx((1 + np.sin(0.2), np.cos(0.2)))
