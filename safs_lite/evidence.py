@@ -12,6 +12,7 @@ on every machine:
 - `evidence_comparisons`: every setting's paired comparisons in one table;
 - `evidence_mechanism`: one row per run: whether magnitude pruning collapsed to the majority class, the units
   that are both connected and alive under ReLU and under the found operators, the connectivity ceiling;
+- `headline_table`: the comparisons a reading leads with (`HEADLINE`), every setting, as one Markdown table;
 - `interval_position` and `verdict`: the words a reading uses for an interval, with no verdict below
   `MIN_SEEDS_FOR_VERDICT` seeds.
 
@@ -33,13 +34,16 @@ import pandas as pd
 
 from .paths import results_dir
 from .pruning import PRUNING_METHODS
-from .results import accuracies
+from .results import LABELS, accuracies
 from .stats import comparison_table
 
 # Below this many seeds a bootstrap interval under-covers (it cannot leave the range of the differences), so a
 # reading states the interval but draws no conclusion from it (as benchmarks/table1_target.py does).
 MIN_SEEDS_FOR_VERDICT = 10
 PRESET_ORDER = ("cpu", "sweep")  # the paper's setting runs the cpu preset; the other allocations the cheaper sweep
+# The comparisons a reading leads with: SAFS against MP, the best uniform operator and Swish; stage 1 against MP.
+HEADLINE = (("safs", "magnitude_pruning"), ("safs", "uniform"), ("safs", "swish"), ("stage1", "magnitude_pruning"))
+COLLAPSE_TOL = 0.005  # points: an accuracy this close to the majority class's share is a one-class network
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,8 @@ def evidence_mechanism(root: str | os.PathLike | None = None) -> pd.DataFrame:
 
     Columns: setting, sparsity, pruning, preset, seed, magnitude_pruning and safs (test accuracy, %), safs_gain,
     majority (the largest test class's share, %), mp_collapsed (magnitude pruning predicts one class on the test
-    split), collapsed (every method that did, comma-separated), live_connected_relu and live_connected_found
+    split), collapsed (every method that did, comma-separated: the collapse tools/collect_evidence.py recorded
+    for Table 1's methods, and a baseline's test accuracy within COLLAPSE_TOL of the majority share), live_connected_relu and live_connected_found
     (units connected to the input and the output and alive, summed over layers, under ReLU and under the found
     operators), ceiling (the test accuracy the mask allows, %). Runs without mechanism.csv are left out.
     """
@@ -165,13 +170,15 @@ def evidence_mechanism(root: str | os.PathLike | None = None) -> pd.DataFrame:
         mech, coll = pd.read_csv(files[0]), pd.read_csv(files[1])
         test = coll[coll["split"] == "test"].set_index("network")
         live = mech.groupby("network")["live_connected"].sum(min_count=1)
+        majority = float(test["majority_share"].iloc[0])
+        collapsed = [m for m, a in acc.items() if (bool(test.loc[m, "collapsed"]) if m in test.index
+                                                    else abs(a - majority) <= COLLAPSE_TOL)]
         rows.append({"setting": setting.label, "sparsity": setting.sparsity, "pruning": setting.pruning,
                      "preset": setting.preset, "seed": int(res["config"]["seed"]),
                      "magnitude_pruning": acc["magnitude_pruning"], "safs": acc["safs"],
                      "safs_gain": acc["safs"] - acc["magnitude_pruning"],
-                     "majority": float(test["majority_share"].iloc[0]),
-                     "mp_collapsed": bool(test.loc["magnitude_pruning", "collapsed"]),
-                     "collapsed": ", ".join(test.index[test["collapsed"].astype(bool)]),
+                     "majority": majority, "mp_collapsed": "magnitude_pruning" in collapsed,
+                     "collapsed": ", ".join(collapsed),
                      "live_connected_relu": int(live.get("relu", 0)), "live_connected_found": int(live.get("found", 0)),
                      "ceiling": float(_read_json(files[2])["test_ceiling"])})
     if not rows:
@@ -179,6 +186,38 @@ def evidence_mechanism(root: str | os.PathLike | None = None) -> pd.DataFrame:
                          "(mechanism.csv, collapse.csv, ceiling.json); `python tools/collect_evidence.py` writes them")
     rows.sort(key=lambda r: (Setting(r["sparsity"], r["pruning"], r["preset"]).sort_key(), r["seed"]))
     return pd.DataFrame(rows)
+
+
+def headline_table(comparisons: pd.DataFrame, pairs=HEADLINE, labels: Mapping[str, str] | None = None) -> str:
+    """The chosen comparisons of every setting as one Markdown table: n, mean difference, the bootstrap 95%
+    interval and where it lies (`interval_position`), the Wilcoxon p-value and wins/ties/losses.
+
+    Args:
+        comparisons: `evidence_comparisons`' table.
+        pairs: (method, reference) pairs, in the order of the rows within a setting; a pair a setting lacks is
+            shown as "not run".
+        labels: display names of methods (default: results.LABELS and each baseline's label).
+
+    Returns:
+        The table as a string, one row per setting and pair.
+    """
+    from .baselines import BASELINES
+
+    names = {**LABELS, **{n: b.label for n, b in BASELINES.items()}, **(labels or {})}
+    rows = comparisons.set_index(["setting", "method", "reference"])
+    lines = ["| setting | comparison | n | mean diff | 95% interval (bootstrap) | interval | Wilcoxon p | W/T/L |",
+             "|---" * 8 + "|"]
+    for setting in dict.fromkeys(comparisons["setting"]):
+        for method, ref in pairs:
+            what = f"{names.get(method, method)} - {names.get(ref, ref)}"
+            if (setting, method, ref) not in rows.index:
+                lines.append(f"| {setting} | {what} | 0 | not run | | | | |")
+                continue
+            r = rows.loc[(setting, method, ref)]
+            lines.append(f"| {setting} | {what} | {r['n']} | {r['mean_diff']:+.2f} | [{r['ci_low']:+.2f}, "
+                         f"{r['ci_high']:+.2f}] | {interval_position(r['ci_low'], r['ci_high'])} | "
+                         f"{r['p_wilcoxon']:.3g} | {r['wins']}/{r['ties']}/{r['losses']} |")
+    return "\n".join(lines) + "\n"
 
 
 def interval_position(low: float, high: float) -> str:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from safs_lite.evidence import (MIN_SEEDS_FOR_VERDICT, Setting, evidence_comparisons, evidence_mechanism,
-                                interval_position, load_evidence, paired_accuracies, verdict)
+                                headline_table, interval_position, load_evidence, paired_accuracies, verdict)
 from safs_lite.paths import results_dir
 
 
@@ -65,12 +65,25 @@ def test_paired_accuracies_put_the_baselines_beside_table1_and_feed_the_comparis
     assert mp["n"] == 2 and mp["mean_diff"] == pytest.approx(((30 - 11.35) + (11.35 - 40)) / 2)
 
 
+def test_the_headline_table_has_one_row_per_setting_and_pair_and_says_what_was_not_run(evidence):
+    table = evidence_comparisons(load_evidence(evidence), n_resamples=2000)
+    text = headline_table(table, pairs=(("safs", "uniform"), ("safs", "ga")))
+    rows = text.splitlines()[2:]
+    assert len(rows) == 4 and rows[0].startswith("| 99% layerwise (cpu) | SAFS - best uniform operator | 2 |")
+    r = table.set_index(["setting", "method", "reference"]).loc[("99% global (sweep)", "safs", "uniform")]
+    assert rows[2] == (f"| 99% global (sweep) | SAFS - best uniform operator | 3 | +9.33 | [{r['ci_low']:+.2f}, "
+                       f"{r['ci_high']:+.2f}] | {interval_position(r['ci_low'], r['ci_high'])} | "
+                       f"{r['p_wilcoxon']:.3g} | 2/0/1 |")
+    assert rows[3] == "| 99% global (sweep) | SAFS - genetic algorithm | 0 | not run | | | | |"
+
+
 def test_the_mechanism_sums_live_connected_units_and_reads_collapse_per_run(evidence):
     mech = evidence_mechanism(evidence)
     assert list(zip(mech["setting"], mech["seed"])) == [("99% layerwise (cpu)", 0), ("99% global (sweep)", 0),
                                                         ("99% global (sweep)", 1), ("99% global (sweep)", 2)]
     first = mech.iloc[0]
-    assert first["mp_collapsed"] and first["collapsed"] == "magnitude_pruning"
+    # magnitude pruning from collapse.csv; stage 2 and swish (not in the fixture's collapse.csv) by their 11.35
+    assert first["mp_collapsed"] and first["collapsed"] == "magnitude_pruning, stage2, swish"
     assert (first["live_connected_relu"], first["live_connected_found"]) == (24, 35)  # fc3's empty row skipped
     assert first["majority"] == 11.35 and first["safs_gain"] == pytest.approx(30 - 11.35)
     assert mech["ceiling"].tolist() == [50.0, 50.0, 51.0, 52.0] and not mech["mp_collapsed"].iloc[1:].any()
