@@ -239,20 +239,23 @@ def verdict(n: int, low: float, high: float, method: str, reference: str, where:
         min_n: below this many seeds, no verdict.
 
     Returns:
-        One sentence: "no verdict" below min_n; else "<method> beats <reference> at <where>" (interval above 0),
-        "<method> does worse than ..." (below 0) or "<method> does not beat <reference> at <where>" (contains 0).
+        One sentence, its first letter capitalised: "No verdict ..." below min_n; else "<method> beats <reference>
+        at <where>" (interval above 0), "<method> does worse than ..." (below 0) or "<method> does not beat
+        <reference> at <where>" (contains 0).
 
     Example:
         >>> verdict(12, 0.4, 3.1, "SAFS", "magnitude pruning", "99% erk (sweep)")
         'SAFS beats magnitude pruning at 99% erk (sweep) (n = 12, interval above 0).'
         >>> verdict(3, 0.4, 3.1, "SAFS", "magnitude pruning", "99% erk (sweep)")
-        'no verdict on SAFS against magnitude pruning at 99% erk (sweep): n = 3 < 10 seeds.'
+        'No verdict on SAFS against magnitude pruning at 99% erk (sweep): n = 3 < 10 seeds.'
     """
-    if n < min_n:
-        return f"no verdict on {method} against {reference} at {where}: n = {n} < {min_n} seeds."
     position = interval_position(low, high)
     words = {"above 0": f"{method} beats {reference}", "below 0": f"{method} does worse than {reference}",
              "contains 0": f"{method} does not beat {reference}"}.get(position)
-    if words is None:
-        return f"no verdict on {method} against {reference} at {where}: the interval is undefined."
-    return f"{words} at {where} (n = {n}, interval {position})."
+    if n < min_n:
+        sentence = f"no verdict on {method} against {reference} at {where}: n = {n} < {min_n} seeds."
+    elif words is None:
+        sentence = f"no verdict on {method} against {reference} at {where}: the interval is undefined."
+    else:
+        sentence = f"{words} at {where} (n = {n}, interval {position})."
+    return sentence[:1].upper() + sentence[1:]

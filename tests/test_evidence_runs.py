@@ -103,7 +103,9 @@ def test_verdicts_need_ten_seeds_and_follow_the_interval():
     assert [interval_position(*ci) for ci in [(0.1, 2), (-2, -0.1), (-1, 1), (0.0, 1), (math.nan, 1)]] == \
         ["above 0", "below 0", "contains 0", "contains 0", "undefined"]
     n = MIN_SEEDS_FOR_VERDICT
-    assert verdict(n - 1, 5.0, 9.0, "SAFS", "MP", "x").startswith("no verdict on SAFS against MP at x: n = 9 < 10")
+    assert verdict(n - 1, 5.0, 9.0, "SAFS", "MP", "x").startswith("No verdict on SAFS against MP at x: n = 9 < 10")
+    assert verdict(n, 1.0, 2.0, "stage 1", "MP", "x") == "Stage 1 beats MP at x (n = 10, interval above 0)."
+    assert verdict(n, math.nan, 2.0, "SAFS", "MP", "x").endswith("the interval is undefined.")
     assert verdict(n, 5.0, 9.0, "SAFS", "MP", "x") == "SAFS beats MP at x (n = 10, interval above 0)."
     assert verdict(n, -1.0, 9.0, "SAFS", "MP", "x").startswith("SAFS does not beat MP at x")
     assert verdict(n, -9.0, -1.0, "SAFS", "MP", "x").startswith("SAFS does worse than MP at x")
