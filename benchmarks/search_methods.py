@@ -146,7 +146,8 @@ def main() -> int:
                           **{f"k={k + 1}": v for k, v in enumerate(c)}} for (pr, s, m), c in curves.items()])
     # paired differences: LAHC minus each alternative, on the retrained validation and test accuracy
     stats_rows = []
-    for scope, part in [*((pr, table[table["pruning"] == pr]) for pr in args.prunings), ("both", table)]:
+    scopes = [(pr, table[table["pruning"] == pr]) for pr in args.prunings]
+    for scope, part in scopes + ([("all", table)] if len(scopes) > 1 else []):
         wide = {split: part.pivot_table(index=["pruning", "seed"], columns="method", values=split)
                 for split in ("best val fitness", "val", "test")}
         for other in ("sa", "ga", "random"):
@@ -161,7 +162,8 @@ def main() -> int:
     comp = pd.DataFrame(stats_rows)
     means = table.groupby(["pruning", "method"], sort=False)[["evaluations", "best val fitness", "val", "test"]].mean()
     checks = pd.DataFrame([{"run": f["run"], "start network": f["start"],
-                            "LAHC log's first fitness (run's, here)": "%.9f, %.9f" % f["rescore"] if "rescore" in f else "-",
+                            "LAHC log's first fitness (run's, here)": "%.9f, %.9f" % f["rescore"] if "rescore" in f
+                            else "-",
                             "run's stage 1 val/test": "%.2f / %.2f" % f["run_stage1"] if "run_stage1" in f else "-"}
                            for f in facts])
     command = ("SAFS_DATA=../shared/data SAFS_RUNS=/tmp/search-runs OMP_NUM_THREADS=1 python "
