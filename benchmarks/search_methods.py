@@ -19,7 +19,8 @@ validation and test accuracy, and the paired differences LAHC - SA, LAHC - GA an
 (`stats.paired`: mean, 95% bootstrap interval, Wilcoxon p, wins/ties/losses), per allocation and
 over both; it writes figures/search_methods.md (the tables and this command) and
 figures/search_methods.png (mean best-so-far fitness against evaluations, one panel per allocation).
-Records go to $SAFS_RUNS/search-methods/<run>/ and are read back on a rerun.
+Records go to $SAFS_RUNS/search-methods/<run>/ and are read back on a rerun; `--finished-only` computes
+nothing and reports the settings whose four records exist (the others are listed as not computed).
 
     SAFS_DATA=../shared/data SAFS_RUNS=/tmp/search-runs OMP_NUM_THREADS=1 \\
         python benchmarks/search_methods.py [--seeds 0 1 2] [--prunings layerwise global] [--preset sweep]
@@ -117,14 +118,20 @@ def main() -> int:
     p.add_argument("--sparsity", type=float, default=0.99)
     p.add_argument("--preset", default="sweep")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the evidence runs used 1)")
+    p.add_argument("--finished-only", action="store_true", help="compute nothing: report the settings whose "
+                   "records exist")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    rows, curves, facts = [], {}, []
+    rows, curves, facts, skipped = [], {}, [], []
     for pruning in args.prunings:
         for seed in args.seeds:
             cfg = SAFSConfig(sparsity=args.sparsity, pruning=pruning, preset=args.preset, seed=seed).validate()
             out = runs_dir() / "search-methods" / f"{cfg.sparsity:g}-{pruning}-{cfg.preset}-s{seed}"
+            names = ["stage1.json"] + [f"baseline_{n}.json" for n in ("sa", "ga", "random")]
+            if args.finished_only and not all((out / n).exists() for n in names):
+                skipped.append(f"{pruning} s{seed}")
+                continue
             recs, fact = run_setting(cfg, out)
             facts.append(fact)
             for name, rec in recs.items():
@@ -171,7 +178,8 @@ def main() -> int:
     text = "\n".join([
         "# Stage-1 search methods at equal evaluation counts", "",
         f"Made by `{command}` ({time.perf_counter() - t0:.0f} s wall, records read back where they existed). "
-        f"{100 * args.sparsity:g}% sparsity, preset `{args.preset}`, seeds {args.seeds}; each search scores as many "
+        f"{100 * args.sparsity:g}% sparsity, preset `{args.preset}`, seeds {args.seeds}"
+        + (f" (not computed, left out: {', '.join(skipped)})" if skipped else "") + "; each search scores as many "
         "distinct vectors as LAHC (revisits come from the cache and are free for all four); every choice on the "
         "validation split, each retrained as stage 1 is; test accuracy is reported, never used.", "",
         "## Per seed", "", table.to_markdown(index=False, floatfmt=".2f"), "",
@@ -190,19 +198,20 @@ def main() -> int:
     fig, axes = plt.subplots(1, len(args.prunings), figsize=(5.2 * len(args.prunings), 3.6), squeeze=False)
     for ax, pruning in zip(axes[0], args.prunings):
         for i, name in enumerate(METHODS):
-            stack = np.stack([curves[(pruning, s, name)] for s in args.seeds])
+            seeds = [s for s in args.seeds if (pruning, s, name) in curves]
+            stack = np.stack([curves[(pruning, s, name)] for s in seeds])
             x = np.arange(1, stack.shape[1] + 1)
             mean = stack.mean(0)
             ax.plot(x, mean, drawstyle="steps-post", color=f"C{i}", lw=1.8, label=METHODS[name])
-            if len(args.seeds) > 1:
-                sem = stack.std(0, ddof=1) / np.sqrt(len(args.seeds))
+            if len(seeds) > 1:
+                sem = stack.std(0, ddof=1) / np.sqrt(len(seeds))
                 ax.fill_between(x, mean - sem, mean + sem, step="post", color=f"C{i}", alpha=0.12, lw=0)
-        ax.set_title(f"{100 * args.sparsity:g}% {pruning}, preset {args.preset}, mean of {len(args.seeds)} seeds",
+        ax.set_title(f"{100 * args.sparsity:g}% {pruning}, preset {args.preset}, mean of {len(seeds)} seeds",
                      fontsize=9)
         ax.set_xlabel("evaluations (distinct vectors scored)")
         ax.set_ylabel("best validation fitness so far (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(frameon=False, fontsize=8, loc="lower right")
+    axes[0][-1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle("Stage-1 searches at equal evaluation counts (band: +- one standard error)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, figures_dir() / "search_methods.png")
