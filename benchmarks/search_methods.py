@@ -199,7 +199,8 @@ def main() -> int:
     for ax, pruning in zip(axes[0], args.prunings):
         for i, name in enumerate(METHODS):
             seeds = [s for s in args.seeds if (pruning, s, name) in curves]
-            stack = np.stack([curves[(pruning, s, name)] for s in seeds])
+            n = min(len(curves[(pruning, s, name)]) for s in seeds)  # a seed whose LAHC revisited has fewer
+            stack = np.stack([curves[(pruning, s, name)][:n] for s in seeds])
             x = np.arange(1, stack.shape[1] + 1)
             mean = stack.mean(0)
             ax.plot(x, mean, drawstyle="steps-post", color=f"C{i}", lw=1.8, label=METHODS[name])
@@ -212,7 +213,8 @@ def main() -> int:
         ax.set_ylabel("best validation fitness so far (%)")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle("Stage-1 searches at equal evaluation counts (band: +- one standard error)", fontsize=10)
+    fig.suptitle("Stage-1 searches at equal evaluation counts (band: +- one standard error; each mean up to the "
+                 "smallest evaluation count among its seeds)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, figures_dir() / "search_methods.png")
     print(f"written: {path} and {figures_dir() / 'search_methods.png'}")
