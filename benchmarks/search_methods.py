@@ -181,7 +181,9 @@ def main() -> int:
         f"{100 * args.sparsity:g}% sparsity, preset `{args.preset}`, seeds {args.seeds}"
         + (f" (not computed, left out: {', '.join(skipped)})" if skipped else "") + "; each search scores as many "
         "distinct vectors as LAHC (revisits come from the cache and are free for all four); every choice on the "
-        "validation split, each retrained as stage 1 is; test accuracy is reported, never used.", "",
+        "validation split, each retrained as stage 1 is; test accuracy is reported, never used. With the same seed "
+        "all four start from the same random vector, and the genetic algorithm's initial population (8) is random "
+        "search's first 8 samples, so at 9 evaluations the two differ only in the GA's one bred child.", "",
         "## Per seed", "", table.to_markdown(index=False, floatfmt=".2f"), "",
         "## Means over seeds", "", means.to_markdown(floatfmt=".2f"), "",
         "## LAHC minus each alternative (paired by seed; 95% BCa bootstrap interval of the mean, 10,000 resamples)",
@@ -203,7 +205,8 @@ def main() -> int:
             stack = np.stack([curves[(pruning, s, name)][:n] for s in seeds])
             x = np.arange(1, stack.shape[1] + 1)
             mean = stack.mean(0)
-            ax.plot(x, mean, drawstyle="steps-post", color=f"C{i}", lw=1.8, label=METHODS[name])
+            ax.plot(x, mean, drawstyle="steps-post", color=f"C{i}", lw=1.8, ls=("-", "-", "--", ":")[i],
+                    label=METHODS[name])
             if len(seeds) > 1:
                 sem = stack.std(0, ddof=1) / np.sqrt(len(seeds))
                 ax.fill_between(x, mean - sem, mean + sem, step="post", color=f"C{i}", alpha=0.12, lw=0)
