@@ -79,14 +79,14 @@ def longer_mp(seed: int, epochs: int, preset: str = "cpu") -> dict:
     val = [row["val_acc"] for row in history]
     best = max(range(len(val)), key=val.__getitem__)
     mp_epochs = res["config"]["budgets"]["finetune_epochs"]
-    row = {"seed": seed, "run MP val": res["val_accuracy"]["magnitude_pruning"],
+    row = {"seed": str(seed), "run MP val": res["val_accuracy"]["magnitude_pruning"],
            f"best val to ep {mp_epochs}": max(val[:mp_epochs]) if len(val) >= mp_epochs else float("nan")}
     row.update({f"val ep {e}": val[e - 1] for e in MP_CHECKPOINTS if e <= epochs})
-    row.update({"best val": val[best], "best ep": best + 1, "train loss last": history[-1]["train_loss"],
+    row.update({"best val": val[best], "best ep": str(best + 1), "train loss last": history[-1]["train_loss"],
                 "test at best": evaluate(model, data, "test")["accuracy"],  # the only test read
                 "run MP test": res["test_accuracy"]["magnitude_pruning"], "run SAFS test": res["test_accuracy"]["safs"],
                 "ceiling": load_json(run / "ceiling.json")["test_ceiling"],
-                "sparsity": 100 * sparsity_report(model)["overall"], "s/epoch": seconds / epochs})
+                "sparsity": 100 * sparsity_report(model)["overall"], "s/epoch (wall)": seconds / epochs})
     return row
 
 
@@ -108,7 +108,7 @@ def main_longer_mp(args) -> None:
             "# Longer magnitude pruning on the evidence masks (99% layer-wise, `cpu` preset)", "",
             f"Made by `{command}`. The ReLU network of each run's mask (`pruned.pt`), fine-tuned with the dense "
             f"hyperparameters (Adam 1e-3, batch 256, weight decay 5e-4) for {args.mp_epochs} epochs; the test "
-            "split is read once, at the best-validation epoch.", "",
+            "split is read once, at the best-validation epoch. Seconds are wall time on a shared machine.", "",
             df.to_markdown(index=False, floatfmt=".2f"), "", notes, ""]))
         print(f"written: {args.out}")
 
