@@ -5,7 +5,7 @@ Commands:
     run        the SAFS pipeline for one setting; writes OUT/results.json and prints Table 1's five numbers.
     reproduce  one run per seed (finished runs reused); writes figures/table1.csv and table1.md.
     sweep      MP and SAFS at several sparsities, layer-wise and global; writes
-               figures/accuracy_vs_sparsity.csv and .png.
+               figures/sweep.csv and .png.
     figures    the reproduction's figures from saved runs, without training.
     check      verify a run folder: every file parses, keys agree, saved models match their records.
     hpo-worker add trials to a run's stage-2 studies on a shared Optuna storage, from any process or machine.
@@ -108,7 +108,7 @@ def _sweep(args: argparse.Namespace) -> int:
     import torch
 
     from .paths import figures_dir
-    from .sweep import sweep
+    from .sweep import FIGURE_FILE, TABLE_FILE, sweep
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -121,7 +121,7 @@ def _sweep(args: argparse.Namespace) -> int:
                .pivot_table(index=["pruning", "sparsity"], columns="method", values="test_accuracy",
                             aggfunc=["mean", "std"]))
     print(summary.to_string(float_format=lambda v: f"{v:.2f}"))
-    print(f"written: {figures_dir() / 'accuracy_vs_sparsity.csv'} and .png "
+    print(f"written: {figures_dir() / TABLE_FILE} and {FIGURE_FILE} "
           f"({time.perf_counter() - t0:.0f} s this call)")
     return 0
 
@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=_sweep)
 
     f = sub.add_parser("figures", help="the reproduction's figures from the saved runs of `reproduce` (no training); "
-                       "redraws the sweep figure when figures/accuracy_vs_sparsity.csv exists")
+                       "redraws the sweep figure when figures/sweep.csv exists")
     f.add_argument("--preset", default="cpu", help="the preset `reproduce` ran with")
     f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     f.add_argument("--sparsity", type=float, default=0.99)

@@ -12,7 +12,7 @@ into the figures folder:
     activations_found.png      the functions found, alpha * op(beta * x) with the learned scales, per layer
     lahc_trajectory_s<S>.png   each seed's LAHC search: accepted and rejected moves, best so far
     lahc_vs_random.png         best-so-far against evaluations, LAHC vs random search (same fitness and budget)
-    accuracy_vs_sparsity.png   redrawn from accuracy_vs_sparsity.csv when a sweep has written it
+    sweep.png                  redrawn from sweep.csv when a sweep has written it
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from .plots import (plot_alpha_beta, plot_found_activations, plot_lahc_trajector
 from .results import paper_row
 from .runs import find_finished, load_json
 from .searchlog import read_history
-from .sweep import load_sweep
+from .sweep import FIGURE_FILE, TABLE_FILE, load_sweep
 
 
 def find_runs(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", dataset: str = "mnist",
@@ -98,7 +98,7 @@ def make_figures(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", da
         preset, seeds, model, dataset, sparsity, pruning: which `reproduce` runs to read.
         runs: runs folder (default $SAFS_RUNS, else <repo>/runs).
         figures: output folder (default $SAFS_FIGURES, else <repo>/figures); a sweep table
-            there (accuracy_vs_sparsity.csv) is redrawn too.
+            there (sweep.csv) is redrawn too.
         data_root: the data the runs were made on (default $SAFS_DATA): runs are keyed on it.
     """
     folders = find_runs(preset, seeds, model, dataset, sparsity, pruning, runs=runs, data_root=data_root)
@@ -129,7 +129,7 @@ def make_figures(preset: str = "cpu", seeds=(0, 1, 2), model: str = "lenet5", da
                                 title=f"stage 1: best fitness so far ({label}); thick: mean over seeds, thin: "
                                       "each seed"),
          "lahc_vs_random.png")
-    sweep_csv = out / "accuracy_vs_sparsity.csv"
+    sweep_csv = out / TABLE_FILE
     if sweep_csv.exists():
-        save(plot_sweep(load_sweep(sweep_csv)), "accuracy_vs_sparsity.png")
+        save(plot_sweep(load_sweep(sweep_csv)), FIGURE_FILE)
     return written

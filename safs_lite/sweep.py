@@ -6,9 +6,11 @@ One SAFS run per (sparsity, pruning method, seed), each in its own folder named
 from its key (`runs.default_out`), so finished runs are reused and an
 interrupted sweep resumes; `--workers N` runs N at once, `--scheduler ADDRESS` on a
 Dask cluster (`safs_lite.cluster`). The results go to a tidy CSV, one row per run and
-method in the grid's order (`figures/accuracy_vs_sparsity.csv`, rewritten after every run), and
-the figure `figures/accuracy_vs_sparsity.png`: mean and a band of one standard
-deviation over seeds, with the paper's 99% layer-wise points marked.
+method in the grid's order (`figures/sweep.csv`, rewritten after every run), and
+the figure `figures/sweep.png`: mean and a band of one standard
+deviation over seeds, with the paper's 99% layer-wise points marked. (The README's
+accuracy-versus-sparsity figure, `figures/accuracy_vs_sparsity.png`, is drawn from the
+collected evidence runs with intervals by `tools/collect_evidence.py`: `safs_lite.evidence`.)
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from .storage import check_storage
 SPARSITIES = (0.9, 0.95, 0.98, 0.99)
 PRUNINGS = PRUNING_METHODS[:2]  # layerwise and global by default; pass prunings= for erk or protected
 METHODS = TABLE1_METHODS[1:]  # the CSV's methods (all but dense); the figure shows MP and SAFS
+TABLE_FILE, FIGURE_FILE = "sweep.csv", "sweep.png"  # what `sweep` writes in the figures folder
 CSV_COLUMNS = ["model", "dataset", "preset", "sparsity", "pruning", "seed", "method", "test_accuracy",
                "val_accuracy", "seconds", "run"]
 
@@ -88,7 +91,7 @@ def sweep(preset: str = "sweep", seeds=(0, 1, 2), sparsities=SPARSITIES, pruning
         baselines: methods of `baselines.BASELINES` every run computes (rows of their own).
 
     Returns:
-        The tidy table written to `<figures>/accuracy_vs_sparsity.csv` (columns CSV_COLUMNS).
+        The tidy table written to `<figures>/sweep.csv` (TABLE_FILE; columns CSV_COLUMNS).
     """
     configs = sweep_configs(preset, seeds, sparsities, prunings, model, dataset)
     check_workers(workers, scheduler)
@@ -100,12 +103,12 @@ def sweep(preset: str = "sweep", seeds=(0, 1, 2), sparsities=SPARSITIES, pruning
     def write(i: int, res: dict, out: Path) -> None:  # after every run, in the grid's order: nothing is lost
         rows[i] = result_rows(res, out)
         table = pd.DataFrame([r for k in sorted(rows) for r in rows[k]], columns=CSV_COLUMNS)
-        table.to_csv(out_dir / "accuracy_vs_sparsity.csv", index=False)
+        table.to_csv(out_dir / TABLE_FILE, index=False)
 
     run_all(configs, workers, scheduler, data_root=data_root, runs=runs, device=device, progress=progress,
             storage=storage, baselines=baselines, on_result=write, desc="sweep")
     table = pd.DataFrame([r for k in sorted(rows) for r in rows[k]], columns=CSV_COLUMNS)
-    plot_sweep(table, path=out_dir / "accuracy_vs_sparsity.png")
+    plot_sweep(table, path=out_dir / FIGURE_FILE)
     return table
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from safs_lite.config import SAFSConfig
 from safs_lite.runs import default_out
-from safs_lite.sweep import sweep
+from safs_lite.sweep import TABLE_FILE, sweep
 from test_data import write_idx
 
 GRID = dict(preset="smoke", seeds=(0, 1), sparsities=(0.9, 0.99), prunings=("global",))
@@ -42,7 +42,7 @@ def test_two_workers_give_the_serial_sweep_and_report_a_failed_run(tmp_path, one
             f"{broken / 'config.json'}: corrupt results file") in r.stderr
     assert "error: 1 of 4 runs failed" in r.stderr.strip().splitlines()[-1]
     assert len(list(runs.glob("safs-*/results.json"))) == 3
-    partial = pd.read_csv(figures / "accuracy_vs_sparsity.csv")
+    partial = pd.read_csv(figures / TABLE_FILE)
     assert len(partial) == 3 * 6 and broken.name not in set(partial["run"])  # 6 methods: MP, 3 stages, 2 baselines
 
     (broken / "config.json").unlink()
@@ -51,15 +51,15 @@ def test_two_workers_give_the_serial_sweep_and_report_a_failed_run(tmp_path, one
     assert r.returncode == 0, r.stderr[-2000:]
     assert "sweep (4 runs)" in r.stderr  # the progress bar counts runs
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # the 3 finished runs were not submitted
-    parallel = pd.read_csv(figures / "accuracy_vs_sparsity.csv")
+    parallel = pd.read_csv(figures / TABLE_FILE)
     # Exactly the serial table, row for row; "seconds" is each stage's wall time, the one column that may differ.
     columns = [c for c in serial.columns if c != "seconds"]
     pd.testing.assert_frame_equal(parallel[columns], pd.read_csv(tmp_path / "serial_figures" /
-                                                                 "accuracy_vs_sparsity.csv")[columns])
+                                                                 TABLE_FILE)[columns])
     assert (parallel["run"] == serial["run"]).all() and len(parallel) == 4 * 6
 
     r = cli(*ARGS, "--workers", 2, "--runs", runs, "--data", data, figures=figures)  # all done: no cluster
-    assert r.returncode == 0 and pd.read_csv(figures / "accuracy_vs_sparsity.csv").equals(parallel)
+    assert r.returncode == 0 and pd.read_csv(figures / TABLE_FILE).equals(parallel)
 
 
 @pytest.mark.parametrize("args,message", [

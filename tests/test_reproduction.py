@@ -13,7 +13,7 @@ from safs_lite.figures import find_runs
 from safs_lite.plots import plot_found_activations, plot_sweep, plot_table1_bars
 from safs_lite.results import COLUMNS, accuracies, alpha_beta_frame, load_table, table1_frame
 from safs_lite.searchlog import read_history
-from safs_lite.sweep import CSV_COLUMNS, load_sweep
+from safs_lite.sweep import CSV_COLUMNS, FIGURE_FILE, TABLE_FILE, load_sweep
 
 FIGURES = ["table1_bars.png", "operators_found.png", "alpha_beta_learned.png", "activations_found.png",
            "lahc_trajectory_s0.png", "lahc_trajectory_s1.png", "lahc_vs_random.png"]
@@ -76,7 +76,7 @@ def test_figures_are_drawn_from_the_saved_runs(reproduced):
         assert image[..., :3].std() > 0.05, f"{name} is blank"
         assert f"written: {figures / name}" in f.stdout
     # no sweep table in this folder, so no sweep figure
-    assert not (figures / "accuracy_vs_sparsity.png").exists()
+    assert not (figures / FIGURE_FILE).exists()
 
 
 def test_figures_without_runs_or_with_a_corrupt_one_is_one_line(reproduced, tmp_path):
@@ -102,7 +102,7 @@ def test_sweep_writes_a_tidy_table_and_the_figure(tmp_path):
             "--runs", str(runs))
     r = cli(*args, figures=figures)
     assert r.returncode == 0, r.stderr[-2000:]
-    table = load_sweep(figures / "accuracy_vs_sparsity.csv")
+    table = load_sweep(figures / TABLE_FILE)
     assert list(table.columns) == CSV_COLUMNS
     # seeds x sparsities x methods (MP, stage 1, stage 2, SAFS and the default baselines, uniform and swish)
     assert len(table) == 2 * 2 * 6
@@ -111,14 +111,14 @@ def test_sweep_writes_a_tidy_table_and_the_figure(tmp_path):
         res = json.loads((runs / row["run"] / "results.json").read_text())
         assert accuracies(res)[row["method"]] == row["test_accuracy"]
         assert (res["config"]["sparsity"], res["config"]["seed"]) == (row["sparsity"], row["seed"])
-    assert imread(figures / "accuracy_vs_sparsity.png").shape[1] > 400
+    assert imread(figures / FIGURE_FILE).shape[1] > 400
     assert "magnitude_pruning" in r.stdout and "safs" in r.stdout
     stamps = {p: p.stat().st_mtime_ns for p in runs.glob("safs-*/*.json") if p.name != "results.json"}
     assert len(stamps) == 4 * 6  # config, stage1, two baselines, stage2, safs records of each run
     r2 = cli(*args, figures=figures)  # every run is reused: no stage is recomputed
     assert r2.returncode == 0
     assert {p: p.stat().st_mtime_ns for p in runs.glob("safs-*/*.json") if p.name != "results.json"} == stamps
-    assert load_sweep(figures / "accuracy_vs_sparsity.csv").equals(table)
+    assert load_sweep(figures / TABLE_FILE).equals(table)
 
     # the notebook's run picker shows the numbers of the run it is set to
     from safs_lite.widgets import run_browser

@@ -14,7 +14,13 @@ reruns it):
 - results/evidence/runs.csv: one row per run (gain, ceiling, MP collapsed, live connected units);
 - results/evidence/comparisons.md: per setting, the paired comparisons (`stats.comparison_table`);
 - results/evidence/headline.md: per setting, the means and SAFS against MP, the best uniform operator and Swish;
-- figures/evidence_gain.png: each seed's SAFS gain against MP's accuracy, one marker per allocation.
+- figures/evidence_gain.png: each seed's SAFS gain against MP's accuracy, one marker per allocation;
+- results/evidence/accuracy_vs_sparsity.csv and figures/accuracy_vs_sparsity.png (the README's figure): per
+  allocation and sparsity of the `sweep` preset's runs (the `sweep` and `allocations` plans), magnitude
+  pruning, SAFS, the best fixed baseline (uniform or swish, chosen on mean validation accuracy) and the dense
+  network: seeds, mean test accuracy and its bootstrap 95% interval (`safs_lite.evidence`).
+
+`--no-collect` rewrites the tables and figures from results/evidence/runs alone (no run folder is read).
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ import torch
 from safs_lite.baselines import BASELINES
 from safs_lite.config import TRAIN_DEFAULTS
 from safs_lite.data import load_data
+from safs_lite.evidence import write_accuracy_vs_sparsity
 from safs_lite.mechanism import run_mechanism
 from safs_lite.paths import figures_dir, results_dir, runs_dir
 from safs_lite.pipeline import train_dense
@@ -98,10 +105,12 @@ def run_row(out: Path) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS)")
+    p.add_argument("--no-collect", action="store_true", help="only rewrite the tables and figures from "
+                   "results/evidence/runs")
     args = p.parse_args()
     dest = results_dir() / "evidence" / "runs"
     dest.mkdir(parents=True, exist_ok=True)
-    for folder in finished(runs_dir(args.runs)):
+    for folder in [] if args.no_collect else finished(runs_dir(args.runs)):
         print(f"collected {collect(folder, dest).name}", flush=True)
     outs = sorted(p for p in dest.iterdir() if (p / "mechanism.csv").exists())
     runs = pd.DataFrame([run_row(o) for o in outs])
@@ -114,7 +123,11 @@ def main() -> int:
         long += [{"preset": c["preset"], "sparsity": c["sparsity"], "pruning": c["pruning"], "seed": c["seed"],
                   "method": m, "test_accuracy": a, "val_accuracy": vals.get(m), "run": o.name}
                  for m, a in accuracies(res).items()]
-    pd.DataFrame(long).to_csv(dest.parent / "summary.csv", index=False)
+    summary = pd.DataFrame(long)
+    summary.to_csv(dest.parent / "summary.csv", index=False)
+    if (summary["preset"] == "sweep").any():
+        write_accuracy_vs_sparsity(summary, dest.parent / "accuracy_vs_sparsity.csv",
+                                   figures_dir() / "accuracy_vs_sparsity.png")
     lines = ["# The evidence study: paired comparisons per setting", "",
              "Made by `python tools/collect_evidence.py` from the runs in `runs/` (commands in its docstring). "
              "Differences are in test-accuracy points, paired by seed (mask); 95% BCa bootstrap interval of the "

@@ -34,7 +34,7 @@ from safs_lite.pruning import masks
 from safs_lite.results import table1
 from safs_lite.runs import load_json, save_json
 from safs_lite.shipped import save_network, study_to_csv
-from safs_lite.sweep import load_sweep
+from safs_lite.sweep import TABLE_FILE, load_sweep
 from safs_lite.training import finetune_with
 
 FILES = ("config.json", "results.json", "stage1.json", "stage2.json", "safs.json", "stage1_search.csv",
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, default=None, help="runs folder (default $SAFS_RUNS, else runs/)")
     parser.add_argument("--sweep", type=Path, default=None,
-                        help="sweep table naming the sweep runs (default <figures>/accuracy_vs_sparsity.csv)")
+                        help="sweep table naming the sweep runs (default <figures>/sweep.csv)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default results/)")
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-defaults", action="store_true", help="do not score the dense defaults (minutes)")
     args = parser.parse_args(argv)
     runs, out = runs_dir(args.runs), results_dir(args.out)
-    sweep_csv = args.sweep or figures_dir() / "accuracy_vs_sparsity.csv"
+    sweep_csv = args.sweep or figures_dir() / TABLE_FILE
     commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
                                            capture_output=True, text=True).stdout.strip()
     data_root = None if args.no_data_check else data_dir()

@@ -1,0 +1,83 @@
+"""Accuracy against sparsity from the evidence study (`safs_lite.evidence`): on synthetic run tables."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from safs_lite.evidence import (BEST_FIXED, DODGE, LABELS, accuracy_vs_sparsity,  # noqa: E402
+                                write_accuracy_vs_sparsity)
+
+SETTINGS = [("layerwise", s) for s in (0.9, 0.95, 0.98, 0.99, 0.995)] + [("global", 0.9), ("global", 0.99),
+                                                                          ("erk", 0.99), ("protected", 0.99)]
+
+
+def _summary(settings=SETTINGS, seeds=(0, 1, 2), fixed=None) -> pd.DataFrame:
+    """summary.csv rows: per setting and seed, dense, MP, SAFS, uniform and swish (test, validation).
+
+    fixed: (allocation, sparsity) -> {"uniform": (val, test), "swish": (val, test)} overriding the baselines.
+    """
+    rows = []
+    for pruning, sparsity in settings:
+        for seed in seeds:
+            acc = {"dense": (98.5, 98.8), "magnitude_pruning": (40.0 + seed, 41.0 + seed),
+                   "safs": (50.0 + 2 * seed, 52.0 + 2 * seed), "uniform": (45.0, 44.0), "swish": (43.0, 42.0),
+                   **(fixed or {}).get((pruning, sparsity), {})}
+            rows += [{"preset": "sweep", "sparsity": sparsity, "pruning": pruning, "seed": seed, "method": m,
+                      "val_accuracy": v, "test_accuracy": t, "run": f"{pruning}-{sparsity}-s{seed}"}
+                     for m, (v, t) in acc.items()]
+    return pd.DataFrame(rows)
+
+
+def test_every_setting_is_in_the_csv_and_the_figure(tmp_path):
+    summary = _summary()
+    other = _summary([("layerwise", 0.5)]).assign(preset="cpu")  # another preset: not in the sweep's figure
+    table, fig = write_accuracy_vs_sparsity(pd.concat([summary, other]), tmp_path / "avs.csv", tmp_path / "avs.png")
+    csv = pd.read_csv(tmp_path / "avs.csv")
+    assert (tmp_path / "avs.png").stat().st_size > 10_000
+    wanted = set(SETTINGS)
+    for method in ("magnitude_pruning", "safs", BEST_FIXED, "dense"):
+        got = {(a, s) for a, s in csv[csv["method"] == method][["allocation", "sparsity"]].itertuples(index=False)}
+        assert got == wanted, method
+    plotted = set()
+    for ax in fig.axes:
+        allocation = ax.get_title().split()[0]
+        for bars in ax.containers:  # one ErrorbarContainer per method drawn
+            method = next(m for m, lab in LABELS.items() if lab == bars.get_label())
+            line = bars.lines[0]
+            x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+            plotted |= {(allocation, round(1 - d / DODGE[method], 6), method) for d in x}
+            lo, hi = ax.get_xlim()  # reversed axis: every point inside, nothing clipped
+            assert min(lo, hi) < x.min() and x.max() < max(lo, hi)
+            assert ax.get_ylim()[0] < y.min() and y.max() < ax.get_ylim()[1]
+    assert {(a, s) for a, s, _ in plotted} == wanted
+    assert {(a, s, m) for a, s, m in plotted if m == BEST_FIXED} == {(a, s, BEST_FIXED) for a, s in wanted}
+
+
+def test_mean_and_interval_over_seeds():
+    table = accuracy_vs_sparsity(_summary([("global", 0.9)]))
+    safs = table[table["method"] == "safs"].iloc[0]
+    assert (safs["n"], safs["seeds"], safs["mean"]) == (3, "0 1 2", 54.0)  # 52, 54, 56
+    assert 52.0 <= safs["ci_low"] < 54.0 < safs["ci_high"] <= 56.0
+    dense = table[table["method"] == "dense"].iloc[0]
+    assert dense["ci_low"] == dense["ci_high"] == dense["mean"] == 98.8  # identical seeds: no spread
+
+
+def test_best_fixed_baseline_is_chosen_on_validation_not_test():
+    # at 99% layer-wise uniform wins on validation but loses on test; at 90% swish wins on validation only
+    fixed = {("layerwise", 0.99): {"uniform": (60.0, 30.0), "swish": (50.0, 70.0)},
+             ("layerwise", 0.9): {"uniform": (50.0, 90.0), "swish": (55.0, 20.0)}}
+    table = accuracy_vs_sparsity(_summary([("layerwise", 0.9), ("layerwise", 0.99)], fixed=fixed))
+    best = table[table["method"] == BEST_FIXED].set_index("sparsity")
+    assert best.loc[0.99, "baseline"] == "uniform" and best.loc[0.99, "mean"] == 30.0
+    assert best.loc[0.9, "baseline"] == "swish" and best.loc[0.9, "mean"] == 20.0
+    assert best.loc[0.9, "val_mean"] == 55.0
+
+
+def test_bad_summaries_are_refused():
+    with pytest.raises(ValueError, match="lacks the columns \\['val_accuracy'\\]"):
+        accuracy_vs_sparsity(_summary().drop(columns="val_accuracy"))
+    with pytest.raises(ValueError, match="no runs of preset 'sweep'.*presets there: cpu"):
+        accuracy_vs_sparsity(_summary().assign(preset="cpu"))
