@@ -4,8 +4,9 @@ Two methods run on the same seeds (the same masks) are compared seed by seed: d_
 points. For the d_i the module reports their mean and median, a seeded bootstrap 95% interval of the mean
 (`scipy.stats.bootstrap`, BCa, percentile when BCa is undefined), the two-sided Wilcoxon signed-rank p-value
 (`scipy.stats.wilcoxon`) and how many seeds the method wins, ties (|d| <= TIE_TOLERANCE) or loses.
-`comparison_table` does this for every method of a set of runs against magnitude pruning and for SAFS
-against every other method; `format_comparison` prints it.
+`comparison_table` does this for every method of a set of runs against magnitude pruning, for SAFS
+against every other method, and for stage 1 against every baseline (both retrained the same way);
+`format_comparison` prints it.
 
 Example:
     >>> r = paired([60.0, 55.0, 58.0], [50.0, 52.0, 50.0])
@@ -27,6 +28,11 @@ N_RESAMPLES = 10_000   # bootstrap resamples
 CONFIDENCE = 0.95
 REFERENCE = "magnitude_pruning"  # every method is compared against it
 FOCUS = "safs"                   # ... and SAFS against every other method
+# Stage 1's searched operators are retrained with the dense hyperparameters, exactly as every baseline (uniform,
+# swish, random, sa, ga) is; stage 1 - baseline is the comparison of searches at equal footing. SAFS adds stage 2
+# (learned alpha/beta, tuned hyperparameters) on top, which the baselines do not get.
+EQUAL_FOOTING = "stage1"
+TABLE1_METHODS = ("dense", "magnitude_pruning", "stage1", "stage2", "safs")
 STYLES = ("markdown", "text")
 
 
@@ -150,9 +156,10 @@ def _accuracies(results: Mapping[int, dict] | Sequence[dict], key: str) -> dict[
 
 def comparison_table(results: Mapping[int, dict] | Sequence[dict], reference: str = REFERENCE, focus: str = FOCUS,
                      key: str = "test_accuracy", tol: float = TIE_TOLERANCE, n_resamples: int = N_RESAMPLES,
-                     seed: int = 0) -> pd.DataFrame:
-    """Paired comparisons of the methods of several seeds' runs (one setting): each against `reference`, and
-    `focus` against each other method.
+                     seed: int = 0, equal_footing: str | None = EQUAL_FOOTING) -> pd.DataFrame:
+    """Paired comparisons of the methods of several seeds' runs (one setting): each against `reference`,
+    `focus` against each other method, and `equal_footing` (stage 1) against every method outside Table 1's five
+    (the baselines, retrained exactly as stage 1 is: the comparison of the searches themselves).
 
     Each comparison pairs only the seeds where both methods have a value (a baseline run on fewer seeds is
     compared on those; its row's n and seeds say which); a comparison with no common seed has no row.
@@ -164,6 +171,7 @@ def comparison_table(results: Mapping[int, dict] | Sequence[dict], reference: st
         focus: the method compared against every other one (SAFS).
         key: which accuracies: "test_accuracy" (reported numbers) or any dict of the same shape.
         tol, n_resamples, seed: see `paired`.
+        equal_footing: the method compared against every baseline as well (None: no such rows).
 
     Returns:
         A DataFrame, one row per comparison "method - reference": columns method, reference, n, seeds,
@@ -181,6 +189,8 @@ def comparison_table(results: Mapping[int, dict] | Sequence[dict], reference: st
     methods = list(dict.fromkeys(m for values in acc.values() for m in values))
     pairs = [(m, reference) for m in methods if m != reference]
     pairs += [(focus, m) for m in methods if m not in (focus, reference)] if focus in methods else []
+    if equal_footing in methods:
+        pairs += [(equal_footing, m) for m in methods if m not in TABLE1_METHODS and (equal_footing, m) not in pairs]
     rows = []
     for a, b in pairs:
         seeds = [s for s, values in acc.items() if a in values and b in values]

@@ -90,7 +90,7 @@ def test_comparison_table_pairs_every_method_with_mp_and_safs_with_the_rest():
     assert pairs == [("dense", "magnitude_pruning"), ("stage1", "magnitude_pruning"),
                      ("stage2", "magnitude_pruning"), ("safs", "magnitude_pruning"),
                      ("uniform", "magnitude_pruning"), ("safs", "dense"), ("safs", "stage1"), ("safs", "stage2"),
-                     ("safs", "uniform")]
+                     ("safs", "uniform"), ("stage1", "uniform")]
     row = table.set_index(["method", "reference"]).loc[("safs", "magnitude_pruning")]
     # safs - MP per seed: 11, 2, 27.15, 2 -> mean 10.5375, median 6.5, four wins
     assert row["n"] == 4 and row["seeds"] == (0, 1, 2, 3)
@@ -99,6 +99,11 @@ def test_comparison_table_pairs_every_method_with_mp_and_safs_with_the_rest():
     uniform = table.set_index(["method", "reference"]).loc[("safs", "uniform")]
     # only seeds 0-2 have "uniform": safs - uniform = 6, 2, 3.5
     assert uniform["n"] == 3 and uniform["seeds"] == (0, 1, 2) and uniform["mean_diff"] == pytest.approx(11.5 / 3)
+    # stage 1 against the baseline retrained the same way: stage1 - uniform = 5, -1, 3 on seeds 0-2
+    footing = table.set_index(["method", "reference"]).loc[("stage1", "uniform")]
+    assert footing["seeds"] == (0, 1, 2) and footing["mean_diff"] == pytest.approx(7 / 3)
+    plain = comparison_table(runs(), equal_footing=None)
+    assert list(zip(plain["method"], plain["reference"])) == pairs[:-1]
     as_list = comparison_table(list(runs().values()))
     assert as_list.drop(columns="seeds").equals(table.drop(columns="seeds"))
 

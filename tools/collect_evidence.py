@@ -13,7 +13,8 @@ reruns it):
 - results/evidence/summary.csv: one row per run and method (test and validation accuracy, seconds);
 - results/evidence/runs.csv: one row per run (gain, ceiling, MP collapsed, live connected units);
 - results/evidence/comparisons.md: per setting, the paired comparisons (`stats.comparison_table`);
-- results/evidence/headline.md: per setting, the means and SAFS against MP, the best uniform operator and Swish;
+- results/evidence/headline.md: per setting, the means and SAFS against MP, the best uniform operator and Swish,
+  and stage 1 against the best uniform operator (both retrained the same way: the searches at equal footing);
 - figures/evidence_gain.png: each seed's SAFS gain against MP's accuracy, one marker per allocation;
 - results/evidence/accuracy_vs_sparsity.csv and figures/accuracy_vs_sparsity.png (the README's figure): per
   allocation and sparsity of the `sweep` preset's runs (the `sweep` and `allocations` plans), magnitude
@@ -143,21 +144,21 @@ def main() -> int:
                   "", format_comparison(table, labels=METHOD_LABELS), ""]
     (dest.parent / "comparisons.md").write_text("\n".join(lines))
     head = ["| setting | n | MP | stage 1 | stage 2 | SAFS | uniform | swish | SAFS - MP [95% CI] | "
-            "SAFS - uniform [95% CI] | SAFS - swish [95% CI] |", "|---" * 11 + "|"]
+            "SAFS - uniform [95% CI] | SAFS - swish [95% CI] | stage 1 - uniform [95% CI] |", "|---" * 12 + "|"]
     for (preset, sparsity, pruning), group in runs.groupby(["preset", "sparsity", "pruning"], sort=True):
         flat = {int(r.seed): {"test_accuracy": accuracies(load_json(dest / r.run / "results.json"))}
                 for r in group.itertuples()}
         table = comparison_table(flat).set_index(["method", "reference"])
 
-        def cell(ref: str) -> str:
-            r = table.loc[("safs", ref)]
+        def cell(ref: str, method: str = "safs") -> str:
+            r = table.loc[(method, ref)]
             ci = "n < 2" if r["n"] < 2 else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
             return f"{r['mean_diff']:+.2f} {ci}"
 
         m = group[["magnitude_pruning", "stage1", "stage2", "safs", "uniform", "swish"]].mean()
         head.append(f"| {100 * sparsity:g}% {pruning} (`{preset}`) | {len(group)} | "
                     + " | ".join(f"{v:.2f}" for v in m) + f" | {cell('magnitude_pruning')} | {cell('uniform')} | "
-                    f"{cell('swish')} |")
+                    f"{cell('swish')} | {cell('uniform', 'stage1')} |")
     (dest.parent / "headline.md").write_text("\n".join(head) + "\n")
     fig = plot_gain_vs_baseline(runs["safs_gain"], runs["magnitude_pruning"],
                                 [f"{r.pruning} ({r.preset})" for r in runs.itertuples()],
