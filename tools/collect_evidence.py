@@ -133,25 +133,20 @@ def main() -> int:
              "Made by `python tools/collect_evidence.py` from the runs in `runs/` (commands in its docstring). "
              "Differences are in test-accuracy points, paired by seed (mask); 95% BCa bootstrap interval of the "
              "mean difference (10,000 resamples), two-sided Wilcoxon signed-rank p, wins/ties/losses.", ""]
+    head = ["| setting | n | MP | stage 1 | stage 2 | SAFS | uniform | swish | SAFS - MP [95% CI] | "
+            "SAFS - uniform [95% CI] | SAFS - swish [95% CI] | stage 1 - uniform [95% CI] |", "|---" * 12 + "|"]
     for (preset, sparsity, pruning), group in runs.groupby(["preset", "sparsity", "pruning"], sort=True):
         results = {int(r.seed): load_json(dest / r.run / "results.json") for r in group.itertuples()}
-        flat = {s: {"test_accuracy": accuracies(r)} for s, r in results.items()}
-        table = comparison_table(flat)
+        table = comparison_table({s: {"test_accuracy": accuracies(r)} for s, r in results.items()})
         means = group[["dense", "magnitude_pruning", "stage1", "stage2", "safs", "uniform", "swish", "ceiling"]].mean()
         lines += [f"## {100 * sparsity:g}% {pruning}, preset `{preset}`, seeds {sorted(results)} (n = {len(results)})",
                   "", "Means (%): " + ", ".join(f"{METHOD_LABELS.get(k, k)} {v:.2f}" for k, v in means.items())
                   + f"; MP collapsed to the majority class on {int(group['mp_collapsed'].sum())} of {len(group)} seeds.",
                   "", format_comparison(table, labels=METHOD_LABELS), ""]
-    (dest.parent / "comparisons.md").write_text("\n".join(lines))
-    head = ["| setting | n | MP | stage 1 | stage 2 | SAFS | uniform | swish | SAFS - MP [95% CI] | "
-            "SAFS - uniform [95% CI] | SAFS - swish [95% CI] | stage 1 - uniform [95% CI] |", "|---" * 12 + "|"]
-    for (preset, sparsity, pruning), group in runs.groupby(["preset", "sparsity", "pruning"], sort=True):
-        flat = {int(r.seed): {"test_accuracy": accuracies(load_json(dest / r.run / "results.json"))}
-                for r in group.itertuples()}
-        table = comparison_table(flat).set_index(["method", "reference"])
+        pairs = table.set_index(["method", "reference"])
 
         def cell(ref: str, method: str = "safs") -> str:
-            r = table.loc[(method, ref)]
+            r = pairs.loc[(method, ref)]
             ci = "n < 2" if r["n"] < 2 else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
             return f"{r['mean_diff']:+.2f} {ci}"
 
@@ -159,6 +154,7 @@ def main() -> int:
         head.append(f"| {100 * sparsity:g}% {pruning} (`{preset}`) | {len(group)} | "
                     + " | ".join(f"{v:.2f}" for v in m) + f" | {cell('magnitude_pruning')} | {cell('uniform')} | "
                     f"{cell('swish')} | {cell('uniform', 'stage1')} |")
+    (dest.parent / "comparisons.md").write_text("\n".join(lines))
     (dest.parent / "headline.md").write_text("\n".join(head) + "\n")
     fig = plot_gain_vs_baseline(runs["safs_gain"], runs["magnitude_pruning"],
                                 [f"{r.pruning} ({r.preset})" for r in runs.itertuples()],
