@@ -19,6 +19,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 import os
 
 import matplotlib.pyplot as plt
@@ -28,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from .plots import save_figure
-from .stats import bootstrap_interval
+from .stats import bootstrap_interval, paired
 
 FIXED_BASELINES = ("uniform", "swish")  # the baselines without per-layer search
 BEST_FIXED = "best_fixed"
@@ -157,3 +158,104 @@ def write_accuracy_vs_sparsity(summary: pd.DataFrame, csv_path: str | os.PathLik
     table = accuracy_vs_sparsity(summary, preset)
     table.to_csv(csv_path, index=False)
     return table, plot_accuracy_vs_sparsity(table, path=png_path)
+
+
+SWEEP_POINT_COLUMNS = ["allocation", "sparsity", "n", "mp", "safs", "best_fixed", "baseline", "safs_mp",
+                       "safs_mp_low", "safs_mp_high", "safs_mp_wins", "safs_fixed", "safs_fixed_low",
+                       "safs_fixed_high", "safs_fixed_wins"]
+
+
+def _paired_rows(summary: pd.DataFrame, allocation: str, sparsity: float, method: str, reference: str,
+                 seeds: set[int], preset: str | None) -> dict | None:
+    """stats.paired of method - reference (test accuracy) over the seeds both have at one point, or None."""
+    df = summary if preset is None else summary[summary["preset"] == preset]
+    df = df[(df["pruning"] == allocation) & (df["sparsity"].astype(float) == sparsity)
+            & df["seed"].astype(int).isin(seeds)]
+    acc = df.pivot_table(index="seed", columns="method", values="test_accuracy")
+    if method not in acc or reference not in acc:
+        return None
+    both = acc[[method, reference]].dropna()
+    return paired(both[method].to_numpy(), both[reference].to_numpy()) if len(both) else None
+
+
+def sweep_points(table: pd.DataFrame, summary: pd.DataFrame, preset: str | None = "sweep") -> pd.DataFrame:
+    """One row per (allocation, sparsity) of `accuracy_vs_sparsity`'s table, with the paired differences.
+
+    Args:
+        table: `accuracy_vs_sparsity(summary, preset)` (or the CSV it writes).
+        summary: the per-run table it was made from (results/evidence/summary.csv).
+        preset: the same preset filter as the table's.
+
+    Returns:
+        Columns SWEEP_POINT_COLUMNS: n (seeds), the mean test accuracy of MP, SAFS and the best fixed
+        operator (named in "baseline", chosen on validation), and SAFS - MP and SAFS - best fixed paired
+        over the same seeds (`stats.paired`: mean, bootstrap 95% interval, wins); NaN where a method is absent.
+    """
+    rows = []
+    for (allocation, sparsity), point in table.groupby(["allocation", "sparsity"], sort=False):
+        point = point.set_index("method")
+        mean = lambda m: float(point.loc[m, "mean"]) if m in point.index else math.nan  # noqa: E731
+        row = {"allocation": allocation, "sparsity": float(sparsity), "n": int(point["n"].max()),
+               "mp": mean("magnitude_pruning"), "safs": mean("safs"), "best_fixed": mean(BEST_FIXED),
+               "baseline": point.loc[BEST_FIXED, "baseline"] if BEST_FIXED in point.index else ""}
+        seeds = {int(s) for s in " ".join(point["seeds"].astype(str)).split()}
+        for key, reference in (("safs_mp", "magnitude_pruning"), ("safs_fixed", row["baseline"])):
+            r = _paired_rows(summary, allocation, float(sparsity), "safs", reference, seeds, preset) if reference else None
+            row.update({key: r["mean_diff"] if r else math.nan, f"{key}_low": r["ci_low"] if r else math.nan,
+                        f"{key}_high": r["ci_high"] if r else math.nan, f"{key}_wins": f"{r['wins']}/{r['n']}" if r else ""})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SWEEP_POINT_COLUMNS)
+
+
+def format_sweep(points: pd.DataFrame) -> pd.DataFrame:
+    """`sweep_points` as strings for reading: means, and each paired difference as "mean [low, high] (wins)"."""
+    def diff(r, key: str) -> str:
+        if pd.isna(r[key]):
+            return ""
+        return f"{r[key]:+.2f} [{r[key + '_low']:+.2f}, {r[key + '_high']:+.2f}] ({r[key + '_wins']})"
+
+    return pd.DataFrame([{"allocation": r["allocation"], "sparsity": f"{100 * r['sparsity']:g}%", "n": r["n"],
+                          "MP": f"{r['mp']:.2f}", "SAFS": f"{r['safs']:.2f}",
+                          "best fixed": f"{r['best_fixed']:.2f} ({r['baseline']})" if r["baseline"] else "",
+                          "SAFS - MP [95% CI] (wins)": diff(r, "safs_mp"),
+                          "SAFS - best fixed [95% CI] (wins)": diff(r, "safs_fixed")} for _, r in points.iterrows()])
+
+
+def _span(values: pd.Series, sparsities: pd.Series) -> str:
+    """"from A at s1 to B at s2" over the first and last sparsity of a sorted series."""
+    return (f"from {values.iloc[0]:.2f}% at {100 * sparsities.iloc[0]:g}% to {values.iloc[-1]:.2f}% at "
+            f"{100 * sparsities.iloc[-1]:g}%")
+
+
+def read_sweep(points: pd.DataFrame, min_n: int = 10) -> str:
+    """A Markdown reading of `sweep_points`, one bullet per allocation, every number from the table.
+
+    Per allocation: how MP and SAFS move from the lowest to the highest sparsity, SAFS - MP at each
+    sparsity (paired mean and interval), at how many sparsities that interval lies above 0, and SAFS against
+    the best fixed operator. Points with fewer than `min_n` seeds are described, not judged: the reading says
+    how many there are.
+    """
+    if points.empty:
+        raise ValueError("nothing to read: the sweep has no points")
+    lines = []
+    for allocation, part in points.groupby("allocation", sort=False):
+        part = part.sort_values("sparsity")
+        if len(part) < 2:
+            lines.append(f"- **{allocation}:** one sparsity only ({100 * part['sparsity'].iloc[0]:g}%), no curve yet.")
+            continue
+        gains = ", ".join(f"{r.safs_mp:+.2f} [{r.safs_mp_low:+.2f}, {r.safs_mp_high:+.2f}] at {100 * r.sparsity:g}%"
+                          for r in part.itertuples())
+        above = int((part["safs_mp_low"] > 0).sum())
+        fixed = part.dropna(subset=["safs_fixed"])
+        fixed_above = int((fixed["safs_fixed_low"] > 0).sum())
+        fixed_below = int((fixed["safs_fixed_high"] < 0).sum())
+        lines.append(f"- **{allocation}:** magnitude pruning goes {_span(part['mp'], part['sparsity'])}, SAFS "
+                     f"{_span(part['safs'], part['sparsity'])}. SAFS - MP: {gains}; the interval lies above 0 at "
+                     f"{above} of {len(part)} sparsities. SAFS - best fixed operator: interval above 0 at "
+                     f"{fixed_above}, below 0 at {fixed_below}, containing 0 at {len(fixed) - fixed_above - fixed_below} "
+                     f"of {len(fixed)}.")
+    few = points[points["n"] < min_n]
+    lines.append(f"\n{len(few)} of {len(points)} points have fewer than {min_n} seeds (n = "
+                 f"{', '.join(str(n) for n in sorted(set(few['n'])))}): their intervals describe those seeds and give "
+                 "no verdict." if len(few) else f"\nEvery point has at least {min_n} seeds.")
+    return "\n".join(lines)

@@ -7,8 +7,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from safs_lite.evidence import (BEST_FIXED, DODGE, LABELS, accuracy_vs_sparsity,  # noqa: E402
-                                write_accuracy_vs_sparsity)
+from safs_lite.evidence import (BEST_FIXED, DODGE, LABELS, accuracy_vs_sparsity, format_sweep, read_sweep,  # noqa: E402
+                                sweep_points, write_accuracy_vs_sparsity)
 
 SETTINGS = [("layerwise", s) for s in (0.9, 0.95, 0.98, 0.99, 0.995)] + [("global", 0.9), ("global", 0.99),
                                                                           ("erk", 0.99), ("protected", 0.99)]
@@ -81,3 +81,38 @@ def test_bad_summaries_are_refused():
         accuracy_vs_sparsity(_summary().drop(columns="val_accuracy"))
     with pytest.raises(ValueError, match="no runs of preset 'sweep'.*presets there: cpu"):
         accuracy_vs_sparsity(_summary().assign(preset="cpu"))
+
+
+def test_sweep_points_pair_safs_with_mp_and_with_the_fixed_operator_chosen_on_validation():
+    # at 90% SAFS gains 11, 12, 13 over MP on seeds 0-2; at 99% swish wins on validation and SAFS loses to its test
+    fixed = {("erk", 0.99): {"uniform": (60.0, 30.0), "swish": (70.0, 80.0)}}
+    summary = _summary([("erk", 0.9), ("erk", 0.99)], fixed=fixed)
+    points = sweep_points(accuracy_vs_sparsity(summary), summary).set_index("sparsity")
+    at90, at99 = points.loc[0.9], points.loc[0.99]
+    assert (at90["n"], at90["mp"], at90["safs"], at90["safs_mp"], at90["safs_mp_wins"]) == (3, 42.0, 54.0, 12.0, "3/3")
+    assert 11.0 <= at90["safs_mp_low"] < 12.0 < at90["safs_mp_high"] <= 13.0
+    assert at99["baseline"] == "swish" and at99["best_fixed"] == 80.0
+    assert at99["safs_fixed"] == 54.0 - 80.0 and at99["safs_fixed_high"] < 0 and at99["safs_fixed_wins"] == "0/3"
+
+
+def test_read_sweep_counts_the_intervals_and_withholds_a_verdict_below_ten_seeds():
+    fixed = {("erk", 0.99): {"uniform": (60.0, 30.0), "swish": (70.0, 80.0)}}
+    summary = _summary([("erk", 0.9), ("erk", 0.99), ("global", 0.99)], fixed=fixed)
+    text = read_sweep(sweep_points(accuracy_vs_sparsity(summary), summary))
+    erk = next(line for line in text.splitlines() if line.startswith("- **erk:**"))
+    assert "from 42.00% at 90% to 42.00% at 99%" in erk  # MP: the same synthetic values at both sparsities
+    assert "above 0 at 2 of 2 sparsities" in erk
+    assert "interval above 0 at 1, below 0 at 1, containing 0 at 0 of 2" in erk  # uniform 44 < 54; swish 80 > 54
+    assert "- **global:** one sparsity only (99%)" in text
+    assert "3 of 3 points have fewer than 10 seeds (n = 3)" in text
+    ten = _summary([("erk", 0.9), ("erk", 0.99)], seeds=tuple(range(10)))
+    assert "Every point has at least 10 seeds" in read_sweep(sweep_points(accuracy_vs_sparsity(ten), ten))
+    with pytest.raises(ValueError, match="no points"):
+        read_sweep(sweep_points(accuracy_vs_sparsity(summary).iloc[:0], summary))
+
+
+def test_format_sweep_writes_each_difference_with_its_interval_and_wins():
+    summary = _summary([("erk", 0.9)])
+    row = format_sweep(sweep_points(accuracy_vs_sparsity(summary), summary)).iloc[0]
+    assert (row["sparsity"], row["MP"], row["SAFS"], row["best fixed"]) == ("90%", "42.00", "54.00", "44.00 (uniform)")
+    assert row["SAFS - MP [95% CI] (wins)"].startswith("+12.00 [+11.") and row["SAFS - MP [95% CI] (wins)"].endswith("(3/3)")

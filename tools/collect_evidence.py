@@ -13,13 +13,15 @@ reruns it):
 - results/evidence/summary.csv: one row per run and method (test and validation accuracy, seconds);
 - results/evidence/runs.csv: one row per run (gain, ceiling, MP collapsed, live connected units);
 - results/evidence/comparisons.md: per setting, the paired comparisons (`stats.comparison_table`);
-- results/evidence/headline.md: per setting, the means and SAFS against MP, the best uniform operator and Swish,
+- results/evidence/headline.md: per setting at 99% (the README's table), the means and SAFS against MP, the best uniform operator and Swish,
   and stage 1 against the best uniform operator (both retrained the same way: the searches at equal footing);
-- figures/evidence_gain.png: each seed's SAFS gain against MP's accuracy, one marker per allocation;
+- figures/evidence_gain.png: each 99% seed's SAFS gain against MP's accuracy, one marker per allocation;
 - results/evidence/accuracy_vs_sparsity.csv and figures/accuracy_vs_sparsity.png (the README's figure): per
   allocation and sparsity of the `sweep` preset's runs (the `sweep` and `allocations` plans), magnitude
   pruning, SAFS, the best fixed baseline (uniform or swish, chosen on mean validation accuracy) and the dense
-  network: seeds, mean test accuracy and its bootstrap 95% interval (`safs_lite.evidence`).
+  network: seeds, mean test accuracy and its bootstrap 95% interval (`safs_lite.evidence`);
+- results/evidence/sweep.md: the same points with SAFS - MP and SAFS - best fixed operator paired over seeds,
+  and their reading (`evidence.sweep_points`, `evidence.read_sweep`).
 
 `--no-collect` rewrites the tables and figures from results/evidence/runs alone (no run folder is read).
 """
@@ -36,7 +38,7 @@ import torch
 from safs_lite.baselines import BASELINES
 from safs_lite.config import TRAIN_DEFAULTS
 from safs_lite.data import load_data
-from safs_lite.evidence import write_accuracy_vs_sparsity
+from safs_lite.evidence import format_sweep, read_sweep, sweep_points, write_accuracy_vs_sparsity
 from safs_lite.mechanism import run_mechanism
 from safs_lite.paths import figures_dir, results_dir, runs_dir
 from safs_lite.pipeline import train_dense
@@ -51,6 +53,7 @@ from safs_lite.version import KIT_VERSION
 PATTERNS = ("config.json", "results.json", "stage1.json", "stage2.json", "safs.json", "stage1_search.csv",
             "baseline_*.json", "baseline_*_search.csv")
 METHOD_LABELS = {**LABELS, **{name: b.label for name, b in BASELINES.items()}}
+HEADLINE_SPARSITY = 0.99  # the headline, its table and the gain figure are the 99% study; the sweep has its own file
 
 
 def finished(runs: Path) -> list[Path]:
@@ -103,6 +106,17 @@ def run_row(out: Path) -> dict:
             "minutes": res["seconds"]["total"] / 60, "run": out.name}
 
 
+def sweep_markdown(points: pd.DataFrame) -> str:
+    """results/evidence/sweep.md: one row per allocation and sparsity (`format_sweep`), then `read_sweep`'s reading."""
+    table = format_sweep(points)
+    rows = ["| " + " | ".join(table.columns) + " |", "|---" * len(table.columns) + "|"]
+    rows += ["| " + " | ".join(map(str, r)) + " |" for r in table.itertuples(index=False)]
+    return ("# Accuracy against sparsity: the evidence sweep (`sweep` preset)\n\nMade by "
+            "`python tools/collect_evidence.py`. Test accuracy (%), means over seeds; differences paired by seed "
+            "(mask), bootstrap 95% interval (`stats.paired`) and wins; the best fixed operator (uniform or swish) "
+            "is chosen on validation accuracy.\n\n" + "\n".join(rows) + "\n\n" + read_sweep(points) + "\n")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", default=None, help="runs folder (default $SAFS_RUNS)")
@@ -127,8 +141,9 @@ def main() -> int:
     summary = pd.DataFrame(long)
     summary.to_csv(dest.parent / "summary.csv", index=False)
     if (summary["preset"] == "sweep").any():
-        write_accuracy_vs_sparsity(summary, dest.parent / "accuracy_vs_sparsity.csv",
-                                   figures_dir() / "accuracy_vs_sparsity.png")
+        avs, _ = write_accuracy_vs_sparsity(summary, dest.parent / "accuracy_vs_sparsity.csv",
+                                            figures_dir() / "accuracy_vs_sparsity.png")
+        (dest.parent / "sweep.md").write_text(sweep_markdown(sweep_points(avs, summary)))
     lines = ["# The evidence study: paired comparisons per setting", "",
              "Made by `python tools/collect_evidence.py` from the runs in `runs/` (commands in its docstring). "
              "Differences are in test-accuracy points, paired by seed (mask); 95% BCa bootstrap interval of the "
@@ -151,13 +166,16 @@ def main() -> int:
             return f"{r['mean_diff']:+.2f} {ci}"
 
         m = group[["magnitude_pruning", "stage1", "stage2", "safs", "uniform", "swish"]].mean()
+        if sparsity != HEADLINE_SPARSITY:
+            continue
         head.append(f"| {100 * sparsity:g}% {pruning} (`{preset}`) | {len(group)} | "
                     + " | ".join(f"{v:.2f}" for v in m) + f" | {cell('magnitude_pruning')} | {cell('uniform')} | "
                     f"{cell('swish')} | {cell('uniform', 'stage1')} |")
     (dest.parent / "comparisons.md").write_text("\n".join(lines))
     (dest.parent / "headline.md").write_text("\n".join(head) + "\n")
-    fig = plot_gain_vs_baseline(runs["safs_gain"], runs["magnitude_pruning"],
-                                [f"{r.pruning} ({r.preset})" for r in runs.itertuples()],
+    at99 = runs[runs["sparsity"] == HEADLINE_SPARSITY]
+    fig = plot_gain_vs_baseline(at99["safs_gain"], at99["magnitude_pruning"],
+                                [f"{r.pruning} ({r.preset})" for r in at99.itertuples()],
                                 title="99% sparsity: SAFS gain over MP against MP's accuracy, one point per seed",
                                 majority=11.35)
     save_figure(fig, figures_dir() / "evidence_gain.png")
