@@ -116,3 +116,18 @@ def test_format_sweep_writes_each_difference_with_its_interval_and_wins():
     row = format_sweep(sweep_points(accuracy_vs_sparsity(summary), summary)).iloc[0]
     assert (row["sparsity"], row["MP"], row["SAFS"], row["best fixed"]) == ("90%", "42.00", "54.00", "44.00 (uniform)")
     assert row["SAFS - MP [95% CI] (wins)"].startswith("+12.00 [+11.") and row["SAFS - MP [95% CI] (wins)"].endswith("(3/3)")
+
+
+def test_the_committed_figure_data_covers_the_sweep_and_comes_from_the_committed_runs():
+    """results/evidence/accuracy_vs_sparsity.csv (the figure's data) is `accuracy_vs_sparsity` of the committed
+    summary.csv, and holds at least four sparsities per sweep allocation, each with at least three seeds."""
+    from safs_lite.paths import results_dir
+
+    folder = results_dir() / "evidence"
+    committed = pd.read_csv(folder / "accuracy_vs_sparsity.csv")
+    remade = accuracy_vs_sparsity(pd.read_csv(folder / "summary.csv"))
+    pd.testing.assert_frame_equal(committed.fillna(""), remade.fillna(""), check_dtype=False, atol=1e-4)
+    for allocation in ("layerwise", "global", "erk"):
+        part = committed[(committed["allocation"] == allocation) & (committed["method"].isin(["magnitude_pruning", "safs"]))]
+        assert part["sparsity"].nunique() >= 4, (allocation, sorted(part["sparsity"].unique()))
+        assert part["n"].min() >= 3, (allocation, part[["sparsity", "method", "n"]].values.tolist())
