@@ -133,7 +133,8 @@ def choose(name: str, pruned: nn.Module, data: Data, cfg: TrainConfig, fitness: 
         record = Path(out) / f"baseline_{spec.ops_of}.json" if out is not None else None
         if record is not None and record.exists():
             found = load_json(record)
-            chosen = {"ops": found["activations"], "search": {**found["search"], "ops_from": record.name, "seconds": 0.0}}
+            chosen = {"ops": found["activations"],
+                      "search": {**found["search"], "ops_from": record.name, "seconds": 0.0}}
         else:
             chosen = choose(spec.ops_of, pruned, data, cfg, fitness, evaluations, seed, out, progress)
             chosen["search"]["ops_from"] = "search"

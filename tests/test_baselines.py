@@ -1,6 +1,6 @@
 """The baselines registry: SA, GA, the uniform scan and Swish, at LAHC's budget, decided on validation, retrained as stage 1.
 
-uniform_safs (the uniform operator given SAFS's stage 2 instead of the retrain) has its own file, test_uniform_safs.py."""
+uniform_safs (the uniform operator given SAFS's stage 2 instead of the retrain): test_uniform_safs.py."""
 import json
 import random
 import zlib
@@ -115,7 +115,8 @@ def test_ga_keeps_population_and_bad_inputs():
         genetic_algorithm(rugged, LAYERS, OPS, 10, mutation=1.5, progress=False)
     with pytest.raises(ValueError, match="evaluations must be an integer >= 1, got 0"):
         simulated_annealing(rugged, LAYERS, OPS, 0, progress=False)
-    with pytest.raises(ValueError, match="unknown baseline 'mish'; valid: uniform, swish, random, sa, ga, uniform_safs$"):
+    with pytest.raises(ValueError,
+                       match="unknown baseline 'mish'; valid: uniform, swish, random, sa, ga, uniform_safs$"):
         check_baselines(["uniform", "mish"])
     assert check_baselines(["ga", "uniform"]) == ("uniform", "ga")  # registry order
 

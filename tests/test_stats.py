@@ -109,7 +109,7 @@ def test_comparison_table_pairs_every_method_with_mp_and_safs_with_the_rest():
 
 
 def test_stage1_is_not_compared_with_a_baseline_given_stage2():
-    """uniform_safs gets SAFS's stage 2: SAFS - uniform_safs is its equal-footing row, stage 1 - uniform_safs is none."""
+    """uniform_safs gets SAFS's stage 2: SAFS - uniform_safs is its equal-footing row; stage 1 - uniform_safs none."""
     res = runs()
     for seed, extra in zip(res, (33.0, 26.0, 37.0, 30.0)):
         res[seed]["test_accuracy"]["uniform_safs"] = extra

@@ -1,4 +1,6 @@
-"""uniform_safs: the best uniform operator given exactly SAFS's stage 2; added to a finished run, the only thing computed."""
+"""uniform_safs: the best uniform operator given exactly SAFS's stage 2.
+
+Added to a finished run, it is the only thing computed; it decides on validation only."""
 import importlib.util
 import inspect
 import json
@@ -108,7 +110,8 @@ def test_it_is_exactly_safs_stage_2_on_uniforms_operators(added):
     assert rec["search"]["ops_from"] == "baseline_uniform.json" and rec["search"]["method"] == "uniform_safs"
     assert (b["evaluations"], b["best_val_fitness"]) == (after["baselines"]["uniform"]["evaluations"],
                                                          after["baselines"]["uniform"]["best_val_fitness"])
-    assert rec["hpo"]["trials"] == safs["hpo"]["trials"] and rec["hpo"]["storage"] == "baseline_uniform_safs_hpo/study.db"
+    assert rec["hpo"]["trials"] == safs["hpo"]["trials"]
+    assert rec["hpo"]["storage"] == "baseline_uniform_safs_hpo/study.db"
     assert len(rec["history"]) == len(safs["history"]) == PRESETS["smoke"].finetune_epochs
     assert b["alpha_beta"] == rec["alpha_beta"] and any(ab != [1.0, 1.0] for ab in b["alpha_beta"].values())
     assert (b["test_accuracy"], b["val_accuracy"]) == (rec["test_accuracy"], rec["val_accuracy"])

@@ -2,7 +2,7 @@
 
     SAFS_DATA=/path/to/data python tools/run_evidence.py --plan table1 --seeds 0-9
     SAFS_DATA=/path/to/data python tools/run_evidence.py --plan allocations --seeds 0-9
-    SAFS_DATA=/path/to/data python tools/run_evidence.py --plan table1 --seeds 0-9 --baselines uniform swish uniform_safs
+    SAFS_DATA=/path/to/data python tools/run_evidence.py --plan table1 --baselines uniform swish uniform_safs
 
 Plans:
 - ``table1``: the paper's setting, 99% layer-wise, `cpu` preset, baselines uniform and swish.
