@@ -1,4 +1,4 @@
-"""The baselines a SAFS run computes after stage 1, each retrained exactly as stage 1 is.
+"""The baselines a SAFS run computes after stage 1: each retrained exactly as stage 1 is, or given SAFS's stage 2.
 
 Stage 1 asks "which operator per layer?". These methods ask the reviewer's
 questions at the same budget, from the same pruned checkpoint, with the same
@@ -15,6 +15,14 @@ preset's fine-tune epochs, alpha = beta = 1):
 - ``random``: random search at LAHC's evaluation count.
 - ``sa``: simulated annealing at LAHC's evaluation count.
 - ``ga``: a genetic algorithm at LAHC's evaluation count.
+
+One baseline is on equal footing with SAFS itself rather than with stage 1:
+
+- ``uniform_safs``: the best uniform operator (``uniform``'s operators, read from its record when the run
+  has it, else the same single-operator scan), then exactly SAFS's stage 2 (`pipeline.stage2`: the Optuna
+  study of hyperparameters and learned alpha/beta, same budgets, seed and storage). SAFS is stage 2 on
+  LAHC's operators; this is stage 2 on a single-operator scan's, so SAFS - uniform_safs asks what the
+  per-layer search adds once both get stage 2 (stage 1 - uniform cannot: stage 2 is SAFS's alone there).
 
 Each baseline's record is `<run>/baseline_<name>.json` (plus its search CSV),
 computed once and read back on a rerun; which baselines a run computes is not
@@ -36,6 +44,7 @@ from .data import Data
 from .fitness import candidate_fitness
 from .lahc import random_search
 from .metaheuristics import genetic_algorithm, simulated_annealing, uniform_scan
+from .runs import load_json
 from .searchlog import SearchResult
 from .training import TrainConfig
 
@@ -51,6 +60,8 @@ class Baseline:
     search: Search | None             # None: `fixed` operator everywhere, no evaluation
     fixed: str | None = None          # the operator of a fixed baseline
     equal_budget: bool = False        # spends LAHC's evaluation count
+    ops_of: str | None = None         # takes this baseline's operators (its record if the run has it, else its search)
+    stage2: bool = False              # then SAFS's stage 2 (HPO, learned alpha/beta) instead of stage 1's retrain
 
 
 def _uniform(objective, sites, ops, evaluations, seed, csv, progress):
@@ -75,11 +86,13 @@ BASELINES: dict[str, Baseline] = {
     "random": Baseline("random search", _random, equal_budget=True),
     "sa": Baseline("simulated annealing", _sa, equal_budget=True),
     "ga": Baseline("genetic algorithm", _ga, equal_budget=True),
+    "uniform_safs": Baseline("best uniform operator + stage 2", None, ops_of="uniform", stage2=True),
 }
 
 # What `run` computes when not told otherwise: the two cheap baselines that separate "search" from "any
 # smooth or single operator" (about a third of a seed's cost at the cpu preset); random, sa and ga cost a
-# stage 1 each and are asked for by name (`--baselines uniform swish random sa ga`).
+# stage 1 each and are asked for by name (`--baselines uniform swish random sa ga`); uniform_safs costs a
+# stage 2 (SAFS's equal-footing comparison: `--baselines uniform swish uniform_safs`).
 DEFAULT_BASELINES: tuple[str, ...] = ("uniform", "swish")
 
 
@@ -110,9 +123,23 @@ def choose(name: str, pruned: nn.Module, data: Data, cfg: TrainConfig, fitness: 
         progress: progress bars.
 
     Returns:
-        {"ops": site -> operator, "search": {method, best_val_fitness, evaluations, history_csv, seconds}}.
+        {"ops": site -> operator, "search": {method, best_val_fitness, evaluations, history_csv, seconds}};
+        a baseline taking another's operators (`Baseline.ops_of`) adds "ops_from": the record they were
+        read from (<out>/baseline_<other>.json), or "search" when that baseline's search ran here (its CSV
+        is that baseline's: the same scan, resumed or read back by either).
     """
     spec = BASELINES[check_baselines(name)[0]]
+    if spec.ops_of is not None:
+        record = Path(out) / f"baseline_{spec.ops_of}.json" if out is not None else None
+        if record is not None and record.exists():
+            found = load_json(record)
+            chosen = {"ops": found["activations"],
+                      "search": {**found["search"], "ops_from": record.name, "seconds": 0.0}}
+        else:
+            chosen = choose(spec.ops_of, pruned, data, cfg, fitness, evaluations, seed, out, progress)
+            chosen["search"]["ops_from"] = "search"
+        chosen["search"]["method"] = name
+        return chosen
     sites = list(get_activations(pruned))
     t0 = time.perf_counter()
     if spec.search is None:

@@ -70,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = SAFSConfig(model=args.model, dataset=args.dataset, sparsity=args.sparsity, pruning=args.pruning,
                      preset=args.preset, seed=args.seed, search=args.search, move=args.move,
                      fitness=args.fitness, amp=args.amp, channels_last=args.channels_last).validate()
+    baselines = _baselines(args)  # a bad name fails before any data is read
     if args.threads:
         torch.set_num_threads(args.threads)
     device = _device(args.device)
@@ -78,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out or default_out(cfg, args.runs, data_root=args.data, device=device)
     t0 = time.perf_counter()
     res = run_safs(cfg, out=args.out, data_root=args.data, runs=args.runs, device=device, storage=args.storage,
-                   baselines=_baselines(args))
+                   baselines=baselines)
     print(format_run(res))
     print(f"results: {out}/results.json  ({time.perf_counter() - t0:.0f} s this call; "
           f"{res['seconds']['total']:.0f} s of compute in all stages)")
@@ -211,7 +212,8 @@ _COMMON = {  # options several commands share, with the same meaning everywhere
                            "and runs folders; README, 'Scaling out'"),
     "baselines": dict(nargs="*", default=None, metavar="NAME",
                       help="baselines each run computes after stage 1, retrained as stage 1 is: uniform, swish, "
-                           "random, sa, ga (default: uniform swish; give none for none)"),
+                           "random, sa, ga; or uniform_safs: uniform's operators given SAFS's stage 2 (default: "
+                           "uniform swish; give none for none)"),
     "deterministic": dict(action="store_true",
                           help="repeatable CUDA runs (torch.use_deterministic_algorithms): slower kernels; "
                                "CPU runs are repeatable without it"),

@@ -3,6 +3,7 @@
     dense -> prune -> magnitude_pruning (fine-tuned)          [the baseline]
                    -> stage1: LAHC over per-layer operators   [stage1]
                    -> baseline: uniform, swish, random, sa, ga [baselines, retrained as stage 1]
+                   -> baseline: uniform_safs [the best uniform operator + stage 2]
                    -> stage2: dense operators + learned alpha/beta, HPO  [stage2]
                    -> safs: stage 1's operators + stage 2     [safs]
 
@@ -31,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .activations import OPS_VERSION, SEARCH_SPACE, get_activations, get_alpha_beta
-from .baselines import DEFAULT_BASELINES, candidate_config, check_baselines
+from .baselines import BASELINES, DEFAULT_BASELINES, candidate_config, check_baselines
 from .baselines import choose as choose_baseline
 from .config import Preset, RunSpec
 from .data import Data
@@ -290,26 +291,34 @@ def safs(pruned: nn.Module, data: Data, stage1_ops: dict[str, str], budgets: Pre
 
 
 def baseline(name: str, pruned: nn.Module, data: Data, budgets: Preset, base: TrainConfig, fitness: str,
-             evaluations: int, seed: int = 0, out: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """A baseline of `baselines.BASELINES`, chosen on validation and retrained exactly as stage 1 is.
+             evaluations: int, seed: int = 0, out: str | os.PathLike | None = None, progress: bool = True,
+             storage: str | None = None) -> dict:
+    """A baseline of `baselines.BASELINES`, chosen on validation, then retrained exactly as stage 1 is or,
+    for one with `Baseline.stage2` (uniform_safs), given exactly SAFS's stage 2 on its operators.
 
     Args:
-        name: "uniform", "swish", "random", "sa" or "ga".
+        name: "uniform", "swish", "random", "sa", "ga" or "uniform_safs".
         pruned: the pruned checkpoint (left untouched).
         data, budgets, base, fitness, seed: as for `stage1`.
         evaluations: LAHC's evaluation count (stage 1's record), the budget of the equal-budget searches.
-        out: run folder for the search CSV and the retrained model (<out>/baseline_<name>.pt).
+        out: run folder for the search CSV and the retrained model (<out>/baseline_<name>.pt; a stage-2
+            baseline's study is <out>/baseline_<name>_hpo/study.db).
         progress: progress bars.
+        storage: where a stage-2 baseline's Optuna study lives (as for `stage2`).
 
     Returns:
-        The stage record (see `retrain`) plus "search": method, best validation fitness, evaluations,
-        history file, seconds spent searching.
+        The stage record (see `retrain`; a stage-2 baseline's adds "hpo", see `stage2`) plus "search": method,
+        best validation fitness, evaluations, history file, seconds spent searching.
     """
+    spec = BASELINES[check_baselines(name)[0]]
     base = replace(base, seed=seed)
     chosen = choose_baseline(name, pruned, data, candidate_config(budgets, base), fitness, evaluations, seed, out,
                              progress)
-    _, rec = retrain(pruned, data, chosen["ops"], replace(base, epochs=budgets.finetune_epochs), False,
-                     f"baseline_{name}", out, progress)
+    if spec.stage2:
+        rec = stage2(pruned, data, chosen["ops"], budgets, base, seed, out, f"baseline_{name}", progress, storage)
+    else:
+        _, rec = retrain(pruned, data, chosen["ops"], replace(base, epochs=budgets.finetune_epochs), False,
+                         f"baseline_{name}", out, progress)
     rec["search"] = chosen["search"]
     return rec
 
@@ -334,7 +343,8 @@ def run(spec: RunSpec, dense_model: nn.Module, dense_record: dict, data: Data, o
         dense_key: identifies the dense network in the baseline's cache key (default: its weights' hash).
         storage: where stage 2's and SAFS's Optuna studies live (`stage2`); no number depends on it.
         baselines: the methods of `baselines.BASELINES` to compute after stage 1 (each retrained as
-            stage 1 is, <out>/baseline_<name>.json); not part of the key: no other number depends on them.
+            stage 1 is, or given stage 2 as SAFS is: <out>/baseline_<name>.json); not part of the key: no
+            other number depends on them, and a rerun with more computes only the new ones.
 
     Returns:
         The results dict written to <out>/results.json (keys: config, test_accuracy, baselines,
@@ -358,7 +368,8 @@ def run(spec: RunSpec, dense_model: nn.Module, dense_record: dict, data: Data, o
     for name in names:
         found[name] = cached_record(out / f"baseline_{name}.json",
                                     lambda: baseline(name, pruned, data, budgets, base, spec.fitness,
-                                                     s1["search"]["evaluations"], seed, out, progress), timings)
+                                                     s1["search"]["evaluations"], seed, out, progress, storage),
+                                    timings)
         bar.update(1)
     s2 = cached_record(out / "stage2.json", lambda: stage2(pruned, data, get_activations(pruned), budgets, base,
                                                            seed, out, "stage2", progress, storage), timings)
@@ -377,6 +388,7 @@ def run(spec: RunSpec, dense_model: nn.Module, dense_record: dict, data: Data, o
         "baselines": {name: {"test_accuracy": rec["test_accuracy"], "val_accuracy": rec["val_accuracy"],
                              "activations": rec["activations"], **{k: rec["search"][k] for k in
                                                                     ("best_val_fitness", "evaluations")},
+                             **({"alpha_beta": rec["alpha_beta"]} if BASELINES[name].stage2 else {}),
                              "seconds": rec["seconds"]} for name, rec in found.items()},
         "activations": {"stage1": s1["activations"], "safs": sf["activations"]},
         "alpha_beta": {"stage2": s2["alpha_beta"], "safs": sf["alpha_beta"]},

@@ -78,7 +78,9 @@ def format_run(res: dict) -> str:
     if res.get("baselines"):
         from .baselines import BASELINES
 
-        lines.append("baselines, retrained as stage 1 (test accuracy, %; SAFS minus baseline): " + "; ".join(
+        how = ", retrained as stage 1 unless '+ stage 2'" if any(BASELINES[n].stage2 for n in res["baselines"]) \
+            else ", retrained as stage 1"
+        lines.append(f"baselines{how} (test accuracy, %; SAFS minus baseline): " + "; ".join(
             f"{BASELINES[n].label} {b['test_accuracy']:.2f} ({res['test_accuracy']['safs'] - b['test_accuracy']:+.2f})"
             for n, b in res["baselines"].items()))
     return "\n".join(lines)

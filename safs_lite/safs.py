@@ -53,7 +53,8 @@ def run_safs(config: SAFSConfig = SAFSConfig(), out: str | os.PathLike | None = 
         device: "cpu" or "cuda"; the data and the dense model are moved there once.
         baselines: methods of `baselines.BASELINES` computed after stage 1 at the same budget and
             retrained as stage 1 is (default: uniform and swish; random, sa and ga cost a stage 1
-            each). Not part of the run's key; a rerun with more adds only the new ones.
+            each; uniform_safs, uniform's operators given SAFS's stage 2, costs a stage 2). Not part of
+            the run's key; a rerun with more adds only the new ones.
         storage: an Optuna storage URL for the stage-2 studies, shared with other processes
             (`hpo_worker`; `safs_lite.storage` lists the forms); default: <out>/<stage>_hpo/study.db.
             Not part of the run's key: it moves no number.

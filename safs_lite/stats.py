@@ -5,7 +5,8 @@ points. For the d_i the module reports their mean and median, a seeded bootstrap
 (`scipy.stats.bootstrap`, BCa, percentile when BCa is undefined), the two-sided Wilcoxon signed-rank p-value
 (`scipy.stats.wilcoxon`) and how many seeds the method wins, ties (|d| <= TIE_TOLERANCE) or loses.
 `comparison_table` does this for every method of a set of runs against magnitude pruning, for SAFS
-against every other method, and for stage 1 against every baseline (both retrained the same way);
+against every other method, and for stage 1 against every baseline retrained as it is (not against one
+given SAFS's stage 2, such as uniform_safs: that one is SAFS's equal, compared by the SAFS rows);
 `format_comparison` prints it.
 
 Example:
@@ -30,7 +31,8 @@ REFERENCE = "magnitude_pruning"  # every method is compared against it
 FOCUS = "safs"                   # ... and SAFS against every other method
 # Stage 1's searched operators are retrained with the dense hyperparameters, exactly as every baseline (uniform,
 # swish, random, sa, ga) is; stage 1 - baseline is the comparison of searches at equal footing. SAFS adds stage 2
-# (learned alpha/beta, tuned hyperparameters) on top, which the baselines do not get.
+# (learned alpha/beta, tuned hyperparameters) on top, which those baselines do not get; a baseline that gets stage 2
+# too (`baselines.Baseline.stage2`: uniform_safs) is on equal footing with SAFS instead and has no stage-1 row.
 EQUAL_FOOTING = "stage1"
 TABLE1_METHODS = ("dense", "magnitude_pruning", "stage1", "stage2", "safs")
 STYLES = ("markdown", "text")
@@ -159,7 +161,8 @@ def comparison_table(results: Mapping[int, dict] | Sequence[dict], reference: st
                      seed: int = 0, equal_footing: str | None = EQUAL_FOOTING) -> pd.DataFrame:
     """Paired comparisons of the methods of several seeds' runs (one setting): each against `reference`,
     `focus` against each other method, and `equal_footing` (stage 1) against every method outside Table 1's five
-    (the baselines, retrained exactly as stage 1 is: the comparison of the searches themselves).
+    but the baselines given stage 2 (the baselines retrained exactly as stage 1 is: the comparison of the searches
+    themselves; uniform_safs gets SAFS's stage 2, so `focus` - uniform_safs is its comparison).
 
     Each comparison pairs only the seeds where both methods have a value (a baseline run on fewer seeds is
     compared on those; its row's n and seeds say which); a comparison with no common seed has no row.
@@ -190,7 +193,10 @@ def comparison_table(results: Mapping[int, dict] | Sequence[dict], reference: st
     pairs = [(m, reference) for m in methods if m != reference]
     pairs += [(focus, m) for m in methods if m not in (focus, reference)] if focus in methods else []
     if equal_footing in methods:
-        pairs += [(equal_footing, m) for m in methods if m not in TABLE1_METHODS and (equal_footing, m) not in pairs]
+        from .baselines import BASELINES
+
+        pairs += [(equal_footing, m) for m in methods if m not in TABLE1_METHODS and (equal_footing, m) not in pairs
+                  and not (m in BASELINES and BASELINES[m].stage2)]
     rows = []
     for a, b in pairs:
         seeds = [s for s, values in acc.items() if a in values and b in values]

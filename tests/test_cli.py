@@ -36,12 +36,30 @@ def test_demo_runs_safs_end_to_end_and_prints_every_stage(tmp_path):
     (("demo", "--preset", "huge"), "unknown preset 'huge'; valid: smoke, demo, cpu"),
     (("run", "--fitness", "accuracy"), "unknown fitness 'accuracy'; valid: val_acc, val_loss, acc_tiebreak"),
     (("demo", "--dataset", "fashion_mnist"), "fashion_mnist: no data in"),
+    (("run", "--baselines", "uniform", "mish"), "unknown baseline 'mish'; valid: uniform, swish, random, sa, ga, "
+                                                "uniform_safs"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     r = run(*args)
     assert r.returncode == 2
     lines = [line for line in r.stderr.strip().splitlines() if not line.startswith("safs_lite: full MNIST not found")]  # minus the data notice
     assert len(lines) == 1 and message in lines[0], r.stderr
+
+
+def test_run_passes_every_registered_baseline_through(monkeypatch, capsys):
+    """`run --baselines` takes every name of the registry, uniform_safs included, and hands them to run_safs."""
+    import safs_lite.safs
+    from safs_lite.baselines import BASELINES
+    from safs_lite.cli import main
+
+    def asked(*args, baselines=None, **kwargs):
+        raise ValueError(f"asked for {' '.join(baselines)}")
+
+    monkeypatch.setattr(safs_lite.safs, "run_safs", asked)
+    assert main(["run", "--preset", "smoke", "--sparsity", "0.9", "--baselines", "uniform_safs", "swish"]) == 2
+    assert main(["run", "--preset", "smoke", "--sparsity", "0.9", "--baselines", *BASELINES]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("safs_lite: ")]
+    assert err == ["error: asked for swish uniform_safs", f"error: asked for {' '.join(BASELINES)}"]
 
 
 def test_a_diverged_run_is_one_line_not_a_traceback(monkeypatch, capsys):

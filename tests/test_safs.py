@@ -232,9 +232,11 @@ def test_operator_vectors_are_validated():
 
 def test_search_and_hpo_never_read_the_test_split(tmp_path, split_reads):
     """Every stage-1 candidate and stage-2 trial reads train and val only; test is read for reports."""
-    reads = split_reads
-    run_safs(SAFSConfig(preset="smoke", seed=3, sparsity=0.9), out=tmp_path / "run", progress=False)
+    reads, baselines = split_reads, (*DEFAULT_BASELINES, "uniform_safs")  # the defaults and the stage-2 one
+    run_safs(SAFSConfig(preset="smoke", seed=3, sparsity=0.9), out=tmp_path / "run", progress=False,
+             baselines=baselines)
     assert any(inside for _, inside in reads) and {s for s, i in reads if i} == {"train", "val"}
     # outside the decisions, test is read once per reported number: dense, MP (before and after), 3 stages,
-    # and each baseline's retrained model (the baselines' candidates are decisions: validation only)
-    assert sum(s == "test" for s, _ in reads) == 1 + 2 + 3 + len(DEFAULT_BASELINES)
+    # and each baseline's final model (the baselines' candidates and uniform_safs's trials are decisions:
+    # validation only)
+    assert sum(s == "test" for s, _ in reads) == 1 + 2 + 3 + len(baselines)

@@ -108,6 +108,19 @@ def test_comparison_table_pairs_every_method_with_mp_and_safs_with_the_rest():
     assert as_list.drop(columns="seeds").equals(table.drop(columns="seeds"))
 
 
+def test_stage1_is_not_compared_with_a_baseline_given_stage2():
+    """uniform_safs gets SAFS's stage 2: SAFS - uniform_safs is its equal-footing row; stage 1 - uniform_safs none."""
+    res = runs()
+    for seed, extra in zip(res, (33.0, 26.0, 37.0, 30.0)):
+        res[seed]["test_accuracy"]["uniform_safs"] = extra
+    rows = comparison_table(res).set_index(["method", "reference"])
+    assert {("safs", "uniform_safs"), ("uniform_safs", "magnitude_pruning"), ("stage1", "uniform")} <= set(rows.index)
+    assert ("stage1", "uniform_safs") not in rows.index
+    # safs - uniform_safs per seed: -2, 1, 1.5, 2 -> mean 0.625 over all four seeds
+    assert rows.loc[("safs", "uniform_safs"), "n"] == 4
+    assert rows.loc[("safs", "uniform_safs"), "mean_diff"] == pytest.approx(0.625)
+
+
 def test_comparison_table_rejects_duplicate_seeds_and_nothing():
     with pytest.raises(ValueError, match="seed 0 appears twice"):
         comparison_table([runs()[0], runs()[0]])

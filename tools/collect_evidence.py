@@ -2,7 +2,8 @@
 
     SAFS_DATA=/path/to/data SAFS_RUNS=/path/to/runs python tools/collect_evidence.py
 
-For every finished run of `tools/run_evidence.py` (LeNet-5 / MNIST, this kit version) it copies the
+For every finished run of `tools/run_evidence.py` (LeNet-5 / MNIST, this kit version) whose results.json is not
+collected yet or has changed since (e.g. a baseline added with `run_evidence.py --baselines`) it copies the
 small artefacts (results.json, config.json, stage and baseline records, search logs) into
 results/evidence/runs/<name>/, saves the pruned network every stage starts from (kept weights only,
 `shipped.save_network`), and measures the mechanism (`mechanism.run_mechanism`: connected x alive per
@@ -14,7 +15,9 @@ reruns it):
 - results/evidence/runs.csv: one row per run (gain, ceiling, MP collapsed, live connected units);
 - results/evidence/comparisons.md: per setting, the paired comparisons (`stats.comparison_table`);
 - results/evidence/headline.md: per setting at 99% (the README's table), the means and SAFS against MP, the best uniform operator and Swish,
-  and stage 1 against the best uniform operator (both retrained the same way: the searches at equal footing);
+  stage 1 against the best uniform operator (both retrained the same way: the searches at equal footing), and SAFS
+  against the best uniform operator given stage 2 too (`uniform_safs`, both with stage 2; "not run" in a setting
+  with fewer than two seeds of it);
 - figures/evidence_gain.png: each 99% seed's SAFS gain against MP's accuracy, one marker per allocation;
 - results/evidence/accuracy_vs_sparsity.csv and figures/accuracy_vs_sparsity.png (the README's figure): per
   allocation and sparsity of the `sweep` preset's runs (the `sweep` and `allocations` plans), magnitude
@@ -149,7 +152,8 @@ def main() -> int:
              "Differences are in test-accuracy points, paired by seed (mask); 95% BCa bootstrap interval of the "
              "mean difference (10,000 resamples), two-sided Wilcoxon signed-rank p, wins/ties/losses.", ""]
     head = ["| setting | n | MP | stage 1 | stage 2 | SAFS | uniform | swish | SAFS - MP [95% CI] | "
-            "SAFS - uniform [95% CI] | SAFS - swish [95% CI] | stage 1 - uniform [95% CI] |", "|---" * 12 + "|"]
+            "SAFS - uniform [95% CI] | SAFS - swish [95% CI] | stage 1 - uniform [95% CI] | "
+            "SAFS - uniform + stage 2 [95% CI] |", "|---" * 13 + "|"]
     for (preset, sparsity, pruning), group in runs.groupby(["preset", "sparsity", "pruning"], sort=True):
         results = {int(r.seed): load_json(dest / r.run / "results.json") for r in group.itertuples()}
         table = comparison_table({s: {"test_accuracy": accuracies(r)} for s, r in results.items()})
@@ -163,14 +167,17 @@ def main() -> int:
         def cell(ref: str, method: str = "safs") -> str:
             r = pairs.loc[(method, ref)]
             ci = "n < 2" if r["n"] < 2 else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
-            return f"{r['mean_diff']:+.2f} {ci}"
+            return f"{r['mean_diff']:+.2f} {ci}" + (f" (n = {r['n']})" if r["n"] != len(group) else "")
+
+        def cell_if_run(ref: str) -> str:  # a baseline not every run computes: on at least two seeds, or "not run"
+            return cell(ref) if ("safs", ref) in pairs.index and pairs.loc[("safs", ref), "n"] >= 2 else "not run"
 
         m = group[["magnitude_pruning", "stage1", "stage2", "safs", "uniform", "swish"]].mean()
         if sparsity != HEADLINE_SPARSITY:
             continue
         head.append(f"| {100 * sparsity:g}% {pruning} (`{preset}`) | {len(group)} | "
                     + " | ".join(f"{v:.2f}" for v in m) + f" | {cell('magnitude_pruning')} | {cell('uniform')} | "
-                    f"{cell('swish')} | {cell('uniform', 'stage1')} |")
+                    f"{cell('swish')} | {cell('uniform', 'stage1')} | {cell_if_run('uniform_safs')} |")
     (dest.parent / "comparisons.md").write_text("\n".join(lines))
     (dest.parent / "headline.md").write_text("\n".join(head) + "\n")
     at99 = runs[runs["sparsity"] == HEADLINE_SPARSITY]

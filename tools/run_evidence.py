@@ -2,6 +2,7 @@
 
     SAFS_DATA=/path/to/data python tools/run_evidence.py --plan table1 --seeds 0-9
     SAFS_DATA=/path/to/data python tools/run_evidence.py --plan allocations --seeds 0-9
+    SAFS_DATA=/path/to/data python tools/run_evidence.py --plan table1 --baselines uniform swish uniform_safs
 
 Plans:
 - ``table1``: the paper's setting, 99% layer-wise, `cpu` preset, baselines uniform and swish.
@@ -11,8 +12,11 @@ Plans:
   sparsity figure; 99% comes from ``allocations``).
 
 Runs go seed by seed (every allocation of seed 0 first), so a study cut short still pairs its seeds. A
-run already collected in results/evidence/runs by this kit version is skipped, so the study grows across
-sessions from what is committed.
+run already collected in results/evidence/runs by this kit version with every requested baseline
+(`--baselines`, default uniform and swish) is skipped, so the study grows across sessions from what is
+committed. Baselines are not part of a run's key: asking for one more (`--baselines uniform swish
+uniform_safs`, the best uniform operator given SAFS's stage 2) reads every other stage of a finished run
+folder back and computes only the new baseline (a run folder no longer in the runs folder is run again).
 Each run is `run_safs` with its run folder named from its key; a finished run is read back, an
 interrupted one resumes. Several processes may run plans side by side: each seed's dense network is
 trained under a file lock, once. Collect finished runs with `tools/collect_evidence.py`.
@@ -24,9 +28,11 @@ import fcntl
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
+from safs_lite.baselines import DEFAULT_BASELINES, check_baselines
 from safs_lite.config import TRAIN_DEFAULTS, SAFSConfig
 from safs_lite.data import load_data
 from safs_lite.paths import results_dir, runs_dir
@@ -40,7 +46,7 @@ PLANS = {
     "allocations": [("sweep", 0.99, p) for p in ("global", "erk", "protected", "layerwise")],
     "sweep": [("sweep", s, p) for p in ("layerwise", "global", "erk") for s in (0.9, 0.95, 0.98, 0.995)],
 }
-BASELINES = ("uniform", "swish")
+BASELINES = DEFAULT_BASELINES  # uniform and swish; --baselines asks for others (baselines.BASELINES)
 
 
 def seeds_arg(text: str) -> list[int]:
@@ -51,19 +57,39 @@ def seeds_arg(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
+def plan_baselines(shipped: Path, baselines) -> tuple[str, ...] | None:
+    """The baselines a run computes, or None when it is done: collected at `shipped` (its results.json) by this kit
+    version with every one of `baselines`. A run collected with other baselines keeps them too (results.json lists
+    only the baselines a run was asked for), so adding one never drops another from the study."""
+    res = load_json(shipped) if shipped.exists() else {}
+    current = res.get("kit") == KIT_VERSION
+    have = tuple(res.get("baselines", {})) if current else ()
+    if current and set(baselines) <= set(have):
+        return None
+    return check_baselines([*baselines, *have])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--plan", choices=list(PLANS), required=True)
     p.add_argument("--seeds", type=seeds_arg, default=seeds_arg("0-9"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--baselines", nargs="*", default=list(BASELINES), metavar="NAME",
+                   help=f"baselines every run computes (default: {' '.join(BASELINES)}); a finished run lacking one "
+                        "computes only that one")
     args = p.parse_args()
+    try:
+        baselines = check_baselines(args.baselines)
+    except ValueError as err:
+        p.error(str(err))
     torch.set_num_threads(args.threads)
     for seed in args.seeds:
         for preset, sparsity, pruning in PLANS[args.plan]:
             cfg = SAFSConfig(sparsity=sparsity, pruning=pruning, preset=preset, seed=seed).validate()
             shipped = results_dir() / "evidence" / "runs" / f"safs-{cfg.model}-{cfg.dataset}-{sparsity:g}-{pruning}-" \
                 f"{preset}-s{seed}" / "results.json"
-            if shipped.exists() and load_json(shipped).get("kit") == KIT_VERSION:
+            wanted = plan_baselines(shipped, baselines)
+            if wanted is None:
                 continue  # collected by an earlier session (runs/ is not kept between sessions, results/ is)
             data = load_data(cfg.dataset, seed=seed, quiet=True)
             lock = runs_dir() / f".dense-{cfg.model}-s{seed}.lock"
@@ -73,7 +99,7 @@ def main() -> int:
                 base = replace(TRAIN_DEFAULTS[cfg.model], seed=seed)
                 train_dense(cfg.model, data, replace(base, epochs=cfg.budgets().dense_epochs), progress=False)
             t0 = time.perf_counter()
-            res = run_safs(cfg, progress=False, baselines=BASELINES)
+            res = run_safs(cfg, progress=False, baselines=wanted)
             acc = res["test_accuracy"]
             base_acc = " ".join(f"{n} {b['test_accuracy']:.2f}" for n, b in res["baselines"].items())
             print(f"{preset} {sparsity:g} {pruning} s{seed}: MP {acc['magnitude_pruning']:.2f} stage1 "
