@@ -4,6 +4,8 @@ Added to a finished run, it is the only thing computed; it decides on validation
 import importlib.util
 import inspect
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -171,3 +173,11 @@ def test_run_evidence_plans_a_collected_run_again_only_for_a_missing_baseline(tm
     shipped.write_text(json.dumps({"kit": "0.0.0", "baselines": {"uniform": {}, "swish": {}}}))
     assert tool.plan_baselines(shipped, ("uniform", "swish")) == ("uniform", "swish")  # another kit: run again
     assert tool.plan_baselines(shipped, ()) == ()
+
+
+def test_run_evidence_refuses_an_allocation_outside_its_plan_in_one_line():
+    out = subprocess.run([sys.executable, str(REPO / "tools" / "run_evidence.py"), "--plan", "sweep", "--allocations",
+                          "global", "protected"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].endswith(
+        "error: allocation(s) protected not in plan 'sweep'; valid: layerwise, global, erk")

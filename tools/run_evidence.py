@@ -74,6 +74,8 @@ def main() -> int:
     p.add_argument("--plan", choices=list(PLANS), required=True)
     p.add_argument("--seeds", type=seeds_arg, default=seeds_arg("0-9"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--allocations", nargs="*", default=None, metavar="NAME",
+                   help="run only the plan's settings with these allocations (e.g. global erk), to grow some first")
     p.add_argument("--baselines", nargs="*", default=list(BASELINES), metavar="NAME",
                    help=f"baselines every run computes (default: {' '.join(BASELINES)}); a finished run lacking one "
                         "computes only that one")
@@ -82,9 +84,16 @@ def main() -> int:
         baselines = check_baselines(args.baselines)
     except ValueError as err:
         p.error(str(err))
+    settings = PLANS[args.plan]
+    if args.allocations is not None:
+        unknown = sorted(set(args.allocations) - {a for _, _, a in settings})
+        if unknown:
+            p.error(f"allocation(s) {', '.join(unknown)} not in plan {args.plan!r}; valid: "
+                    f"{', '.join(dict.fromkeys(a for _, _, a in settings))}")
+        settings = [s for s in settings if s[2] in args.allocations]
     torch.set_num_threads(args.threads)
     for seed in args.seeds:
-        for preset, sparsity, pruning in PLANS[args.plan]:
+        for preset, sparsity, pruning in settings:
             cfg = SAFSConfig(sparsity=sparsity, pruning=pruning, preset=preset, seed=seed).validate()
             shipped = results_dir() / "evidence" / "runs" / f"safs-{cfg.model}-{cfg.dataset}-{sparsity:g}-{pruning}-" \
                 f"{preset}-s{seed}" / "results.json"
