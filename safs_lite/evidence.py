@@ -231,8 +231,8 @@ def read_sweep(points: pd.DataFrame, min_n: int = 10) -> str:
     """A Markdown reading of `sweep_points`, one bullet per allocation, every number from the table.
 
     Per allocation: how MP and SAFS move from the lowest to the highest sparsity, SAFS - MP at each
-    sparsity (paired mean and interval), at how many sparsities that interval lies above 0, and SAFS against
-    the best fixed operator. Points with fewer than `min_n` seeds are described, not judged: the reading says
+    sparsity (paired mean and interval), where it is largest, at how many sparsities its interval lies above 0,
+    and SAFS against the best fixed operator. Points with fewer than `min_n` seeds are described, not judged: the reading says
     how many there are.
     """
     if points.empty:
@@ -246,12 +246,13 @@ def read_sweep(points: pd.DataFrame, min_n: int = 10) -> str:
         gains = ", ".join(f"{r.safs_mp:+.2f} [{r.safs_mp_low:+.2f}, {r.safs_mp_high:+.2f}] at {100 * r.sparsity:g}%"
                           for r in part.itertuples())
         above = int((part["safs_mp_low"] > 0).sum())
+        top = part.loc[part["safs_mp"].idxmax()]
         fixed = part.dropna(subset=["safs_fixed"])
         fixed_above = int((fixed["safs_fixed_low"] > 0).sum())
         fixed_below = int((fixed["safs_fixed_high"] < 0).sum())
         lines.append(f"- **{allocation}:** magnitude pruning goes {_span(part['mp'], part['sparsity'])}, SAFS "
-                     f"{_span(part['safs'], part['sparsity'])}. SAFS - MP: {gains}; the interval lies above 0 at "
-                     f"{above} of {len(part)} sparsities. SAFS - best fixed operator: interval above 0 at "
+                     f"{_span(part['safs'], part['sparsity'])}. SAFS - MP: {gains}; largest at {100 * top['sparsity']:g}% "
+                     f"({top['safs_mp']:+.2f}); the interval lies above 0 at {above} of {len(part)} sparsities. SAFS - best fixed operator: interval above 0 at "
                      f"{fixed_above}, below 0 at {fixed_below}, containing 0 at {len(fixed) - fixed_above - fixed_below} "
                      f"of {len(fixed)}.")
     few = points[points["n"] < min_n]

@@ -101,7 +101,7 @@ def test_read_sweep_counts_the_intervals_and_withholds_a_verdict_below_ten_seeds
     text = read_sweep(sweep_points(accuracy_vs_sparsity(summary), summary))
     erk = next(line for line in text.splitlines() if line.startswith("- **erk:**"))
     assert "from 42.00% at 90% to 42.00% at 99%" in erk  # MP: the same synthetic values at both sparsities
-    assert "above 0 at 2 of 2 sparsities" in erk
+    assert "above 0 at 2 of 2 sparsities" in erk and "largest at 90% (+12.00)" in erk  # a tie goes to the first
     assert "interval above 0 at 1, below 0 at 1, containing 0 at 0 of 2" in erk  # uniform 44 < 54; swish 80 > 54
     assert "- **global:** one sparsity only (99%)" in text
     assert "3 of 3 points have fewer than 10 seeds (n = 3)" in text
