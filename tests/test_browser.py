@@ -136,11 +136,18 @@ def wait_for_kernel(page, timeout_s: float = 90) -> None:
     raise AssertionError(f"the kernel did not start within {timeout_s} s")
 
 
-def started(page, timeout_s: float = 30) -> bool:
-    """Whether some code cell got an execution prompt ("[*]" or "[n]") within `timeout_s`."""
+def started(page, before: list[str], timeout_s: float = 30) -> bool:
+    """Whether Run All started: a cell is running ("[*]") or the prompts changed from `before` (the stored ones) within
+    `timeout_s`. A "Select Kernel" dialog that appeared late swallowed the click: it is answered and False returned."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        if any(re.search(r"\[(\*|\d+)\]", t) for t in page.locator(".jp-InputPrompt").all_inner_texts()):
+        dialog = page.locator(".jp-Dialog")
+        if dialog.count() and "Select Kernel" in dialog.first.inner_text():
+            dialog.locator("button.jp-mod-accept").first.click()
+            wait_for_kernel(page)
+            return False
+        prompts = page.locator(".jp-InputPrompt").all_inner_texts()
+        if any("[*]" in t for t in prompts) or prompts != before:
             return True
         time.sleep(0.5)
     return False
@@ -153,9 +160,10 @@ def open_and_run(browser, lab, shots, name: str, widget: str, timeout_s: float =
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
     wait_for_kernel(page)
     for attempt in range(3):  # a click that lands while JupyterLab is still settling can be lost: retry it
+        before = page.locator(".jp-InputPrompt").all_inner_texts()  # the stored prompts, e.g. "[25]:"
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        if started(page):
+        if started(page, before):
             break
     else:
         page.screenshot(path=shots / f"not_started_{name}.png", full_page=True)
