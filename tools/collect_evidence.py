@@ -14,8 +14,8 @@ reruns it):
 - results/evidence/summary.csv: one row per run and method (test and validation accuracy, seconds);
 - results/evidence/runs.csv: one row per run (gain, ceiling, MP collapsed, live connected units);
 - results/evidence/comparisons.md: per setting, the paired comparisons (`stats.comparison_table`);
-- results/evidence/headline.md: per setting at 99% (the README's table), the means and SAFS against MP, the best uniform operator and Swish,
-  stage 1 against the best uniform operator (both retrained the same way: the searches at equal footing), and SAFS
+- results/evidence/headline.md: per setting at 99% (the README's table), the means and SAFS against MP, the best
+  uniform operator and Swish, stage 1 against the best uniform operator (both retrained the same way: the searches at equal footing), and SAFS
   against the best uniform operator given stage 2 too (`uniform_safs`, both with stage 2; "not run" in a setting
   with fewer than two seeds of it);
 - figures/evidence_gain.png: each 99% seed's SAFS gain against MP's accuracy, one marker per allocation;
