@@ -284,7 +284,8 @@ class _WindowMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
-        parts, views = _windows(x, ctx.k), _windows(torch.empty_like(x), ctx.k)
+        # zeros, not empty: rows and columns past the last whole window (13 rows pooled by 2) get no gradient
+        parts, views = _windows(x, ctx.k), _windows(torch.zeros_like(x), ctx.k)
         free = None  # windows whose max is not yet claimed by an earlier element
         for t, (part, view) in enumerate(zip(parts, views)):
             hit = part == out

@@ -1,8 +1,9 @@
 """The notebooks' widgets in a real browser: JupyterLab, headless Chromium, driven through the UI by Playwright.
 
-Starts JupyterLab on a free local port with a temporary root holding copies of notebooks 03 and 07,
-runs each notebook from the Run menu, then changes every control of its widget with the mouse or the
-keyboard and asserts that the widget's text and its plot change. Screenshots of every step go to a
+Starts JupyterLab on a free local port with a temporary root holding copies of notebooks 03 and 07, runs each
+notebook with JupyterLab's own Run All command (each in a fresh workspace of its own, checked to have started within
+seconds; a cell that raises or an execution that stops fails at once with the reason), then changes every control of
+its widget with the mouse or the keyboard and asserts that the widget's text and its plot change. Screenshots of every step go to a
 temporary folder (printed; kept by pytest under its tmp_path). Notebook 07 reads the shipped results.
 
 A third test builds the book (`make book`, tools/build_book.py) into a temporary folder, serves it over HTTP,
@@ -74,7 +75,8 @@ def lab(tmp_path_factory):
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
          "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.expose_app_in_browser=True"],  # window.jupyterapp: the tests run cells through its commands
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -121,59 +123,100 @@ def shots(tmp_path_factory):
     return folder
 
 
-def wait_for_kernel(page, timeout_s: float = 90) -> None:
-    """Wait until the notebook's kernel is idle, answering JupyterLab's "Select Kernel" dialog if it asks
-    (it does when the notebook opens before the kernel list has loaded)."""
-    deadline = time.time() + timeout_s
+ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in front (each test opens one, in its own workspace)
+
+# JavaScript run in the page through JupyterLab's application object (the server exposes it as window.jupyterapp).
+_PANEL = """name => {
+  const app = window.jupyterapp;
+  const panel = app && app.shell.currentWidget;
+  if (!panel || !panel.context || !panel.sessionContext) return {ready: false, why: 'no notebook in front yet'};
+  if (panel.context.path !== name) return {ready: false, why: `the notebook in front is ${panel.context.path}`};
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+  const errors = [];
+  cells.forEach((c, i) => {
+    for (let k = 0; k < c.model.outputs.length; k++) {
+      const o = c.model.outputs.get(k);
+      if (o.type === 'error') errors.push(`code cell ${i + 1}: ${o.toJSON().ename}: ${o.toJSON().evalue}`);
+    }
+  });
+  return {ready: !!kernel && kernel.status === 'idle', kernel: kernel ? kernel.status : 'none',
+          ran: cells.filter(c => c.model.executionCount !== null).length, cells: cells.length,
+          running: cells.filter(c => (c.promptNode && c.promptNode.textContent || '').includes('*')).length,
+          errors};
+}"""
+_RUN_ALL = """async name => {
+  const app = window.jupyterapp, panel = app.shell.currentWidget;
+  if (panel.context.path !== name) return `the notebook in front is ${panel.context.path}`;
+  await app.commands.execute('notebook:clear-all-cell-outputs');
+  app.commands.execute('notebook:run-all-cells');  // resolves when every cell has run: not awaited
+  return 'ok';
+}"""
+
+
+def _answer_kernel_dialog(page) -> None:
+    """JupyterLab asks "Select Kernel" when a notebook opens before the kernel list has loaded: accept its choice."""
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count() and "Select Kernel" in dialog.first.inner_text():
+        dialog.locator("button.jp-mod-accept").first.click()
+
+
+def panel_state(page, name: str) -> dict:
+    return page.evaluate(_PANEL, name)
+
+
+def wait_for_kernel(page, name: str, timeout_s: float = 90) -> None:
+    """Wait until `name` is the notebook in front and its kernel reports idle; fail naming what is missing."""
+    deadline, now = time.time() + timeout_s, {"why": "the page has no JupyterLab application yet"}
     while time.time() < deadline:
-        dialog = page.locator(".jp-Dialog")
-        if dialog.count() and "Select Kernel" in dialog.first.inner_text():
-            dialog.locator("button.jp-mod-accept").first.click()
-        status = page.locator(".jp-StatusBar-Widget").all_inner_texts()
-        if not dialog.count() and any("| Idle" in text for text in status):
+        _answer_kernel_dialog(page)
+        now = page.evaluate("() => !!window.jupyterapp") and panel_state(page, name) or now
+        if now.get("ready") and not page.locator(".jp-Dialog").count():
             return
         time.sleep(0.5)
-    raise AssertionError(f"the kernel did not start within {timeout_s} s")
+    raise AssertionError(f"{name}: not ready within {timeout_s} s ({now.get('why') or 'kernel ' + now['kernel']})")
 
 
-def started(page, before: list[str], timeout_s: float = 30) -> bool:
-    """Whether Run All started: a cell is running ("[*]") or the prompts changed from `before` (the stored ones) within
-    `timeout_s`. A "Select Kernel" dialog that appeared late swallowed the click: it is answered and False returned."""
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        dialog = page.locator(".jp-Dialog")
-        if dialog.count() and "Select Kernel" in dialog.first.inner_text():
-            dialog.locator("button.jp-mod-accept").first.click()
-            wait_for_kernel(page)
-            return False
-        prompts = page.locator(".jp-InputPrompt").all_inner_texts()
-        if any("[*]" in t for t in prompts) or prompts != before:
-            return True
-        time.sleep(0.5)
-    return False
+def run_all(page, name: str, tries: int = 3, within_s: float = 15) -> None:
+    """Clear the outputs and run every cell of `name` with JupyterLab's own command (no menu click to lose), then check
+    within seconds that a cell started; retry, then fail with the reason."""
+    for _ in range(tries):
+        wait_for_kernel(page, name)
+        answer = page.evaluate(_RUN_ALL, name)
+        assert answer == "ok", f"{name}: Run All not sent ({answer})"
+        deadline = time.time() + within_s
+        while time.time() < deadline:
+            now = panel_state(page, name)
+            if now.get("ran") or now.get("running") or now.get("kernel") == "busy":
+                return
+            time.sleep(0.25)
+    raise AssertionError(f"{name}: no cell started within {within_s} s of Run All ({tries} tries; last: {now})")
 
 
 def open_and_run(browser, lab, shots, name: str, widget: str, timeout_s: float = 480):
-    """Open a notebook in JupyterLab, run all its cells from the Run menu, wait for `widget` to render."""
+    """Open a notebook in a fresh JupyterLab workspace of its own (no tab of another test restored beside it), run all
+    its cells and wait for `widget` to render, failing at once with the reason if a cell raises or execution stops."""
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
-    page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
+    workspace = re.sub(r"\W", "", name.split(".")[0])
+    page.goto(f"{lab['url']}/lab/workspaces/w{workspace}/tree/{name}?reset&token={lab['token']}")
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
-    wait_for_kernel(page)
-    for attempt in range(3):  # a click that lands while JupyterLab is still settling can be lost: retry it
-        before = page.locator(".jp-InputPrompt").all_inner_texts()  # the stored prompts, e.g. "[25]:"
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        if started(page, before):
-            break
-    else:
-        page.screenshot(path=shots / f"not_started_{name}.png", full_page=True)
-        raise AssertionError(f"{name}: Run All Cells did not start any cell (3 tries)")
-    cell = page.locator(".jp-CodeCell", has=page.locator(widget)).last
-    try:
-        cell.wait_for(state="attached", timeout=timeout_s * 1000)  # off-screen cells are rendered lazily
-    except Exception:
-        page.screenshot(path=shots / f"failed_{name}.png", full_page=True)
-        raise
+    run_all(page, name)
+    cell = page.locator(f"{ACTIVE} .jp-CodeCell", has=page.locator(widget)).last
+    deadline, idle_since = time.time() + timeout_s, None
+    while not cell.count():
+        now = panel_state(page, name)
+        why = ("; ".join(now["errors"]) if now.get("errors") else
+               f"the kernel is {now['kernel']}" if now.get("kernel") in ("dead", "unknown", "none") else
+               f"execution stopped after {now['ran']} of {now['cells']} code cells without the widget"
+               if idle_since and time.time() - idle_since > 20 else
+               f"no widget after {timeout_s} s ({now['ran']} of {now['cells']} code cells run)"
+               if time.time() > deadline else None)
+        if why:
+            page.screenshot(path=shots / f"failed_{name}.png", full_page=True)
+            raise AssertionError(f"{name}: {why}")
+        busy = now.get("kernel") == "busy" or now.get("running")
+        idle_since = None if busy else (idle_since or time.time())
+        time.sleep(1)
     cell.evaluate("el => el.scrollIntoView({block: 'start'})")
     cell.locator(".widget-output img").first.wait_for(timeout=60_000)
     news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's "notified about news?" toast
