@@ -10,7 +10,7 @@ model's own parameters, on what the masks leave:
   forward pass from its bias and the constants before it (through its activation,
   so bias, alpha and beta keep their gradients) and folded exactly into the next
   layer's bias: a valid convolution of a constant map is the constant times the
-  sum of the kept taps, max pooling keeps it constant, flatten + linear sums it
+  sum of the kept taps, pooling keeps it constant, flatten + linear sums it
   over the positions;
 - the remaining units run as small dense layers (the kept rows and columns of
   each weight) or, for convolutions with few kept taps, as a gather of the
@@ -26,7 +26,7 @@ with momentum or weight decay move the two engines' parameters alike.
 
 Supported: a chain (no branches) of Conv2d (no padding, groups 1), Linear,
 activation sites (`Activation`) or torch's elementwise activation modules,
-max pooling, flatten and Identity, as `torch.fx` traces it: LeNet-5, MLPs, and
+max pooling, average pooling without padding, flatten and Identity, as `torch.fx` traces it: LeNet-5, MLPs, and
 what `make_searchable` makes of such networks. Anything else (residual blocks,
 batch norm, dropout, an untraceable forward) is refused by `unsupported` and
 runs on the dense engine (`engine_for` says so once per model type).
@@ -147,6 +147,9 @@ def _step(model: nn.Module, node: fx.Node) -> _Op | str:
         if isinstance(m, nn.MaxPool2d) and not m.return_indices:
             return _Op("pool", pool=dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
                                          dilation=m.dilation, ceil_mode=m.ceil_mode))
+        if isinstance(m, nn.AvgPool2d):
+            return _avg_pool(node.target, dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
+                                               ceil_mode=m.ceil_mode, divisor_override=m.divisor_override))
         if isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
             return _Op("flatten")
         return f"{node.target} ({type(m).__name__}) is not supported"
@@ -156,6 +159,9 @@ def _step(model: nn.Module, node: fx.Node) -> _Op | str:
         if kw.pop("return_indices", False):
             return "max_pool2d with return_indices is not supported"
         return _Op("pool", pool=kw)
+    if node.op == "call_function" and node.target is F.avg_pool2d:
+        names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+        return _avg_pool(node.name, {**dict(zip(names, node.args[1:])), **node.kwargs})
     if (node.op == "call_method" and node.target == "flatten") or \
             (node.op == "call_function" and node.target is torch.flatten):
         start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
@@ -163,6 +169,15 @@ def _step(model: nn.Module, node: fx.Node) -> _Op | str:
         if start == 1 and end == -1:
             return _Op("flatten")
     return f"{node.op} {getattr(node.target, '__name__', node.target)} is not supported"
+
+
+def _avg_pool(where: str, kw: dict) -> _Op | str:
+    """Average pooling as a step, or why not: a unit that is constant must stay constant through it, which padding,
+    ceil mode (windows of other sizes at the border) and a divisor override (a constant scaled) would break."""
+    padding = kw.get("padding", 0)
+    if padding not in (0, (0, 0)) or kw.get("ceil_mode") or kw.get("divisor_override") is not None:
+        return f"{where}: average pooling with padding, ceil_mode or divisor_override is not supported"
+    return _Op("avgpool", pool={k: kw[k] for k in ("kernel_size", "stride") if k in kw})
 
 
 def unsupported(model: nn.Module) -> str | None:
@@ -223,17 +238,14 @@ class _Layer:
         self.w_idx = w_idx.flatten().to(dev)
         self.sub_mask = None if mask is None else mask.reshape(-1)[self.w_idx].view(self.w_shape)
 
-    def run(self, x: Tensor | None, c: Tensor | None, used: set[int]) -> tuple[Tensor | None, Tensor | None]:
+    def run(self, x: Tensor | None, c: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
         """(live outputs or None, constant vector over all output units or None) from the live inputs and constants."""
         m = self.m
         w, mask = _weight(m)
         b, live = m.bias, self.n_live > 0 and x is not None
         if b is None and self.const_in and c is not None:
             b = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
-        # record what the result depends on (the rest gets zero gradients, as in the dense engine)
         fold = self.const_in and c is not None
-        if live or self.const_out:
-            used.update(id(t) for t in (m.bias, w if fold else None) if t is not None)
         if fold:  # the inputs' constants -> their exact effect on every output
             wm = w if mask is None else w * mask
             b = b + (wm.sum((2, 3)) @ c if self.conv else wm @ c)
@@ -243,7 +255,6 @@ class _Layer:
                 torch.zeros(self.conn_out.shape, dtype=w.dtype, device=w.device)
         if not live:
             return None, c_out
-        used.add(id(w))
         ws = w.reshape(-1).index_select(0, self.w_idx).view(self.w_shape)
         if self.sub_mask is not None:
             ws = ws * self.sub_mask
@@ -389,10 +400,11 @@ class CompactNet:
                         raise ValueError(f"linear input of shape {shape} does not fit weight {tuple(w.shape)}")
                     shape = (w.shape[0],)
                 conn = (kept & conn[None, :]).any(1)
-            elif op.kind == "pool":
+            elif op.kind in ("pool", "avgpool"):
                 if len(shape) != 3:
-                    raise ValueError(f"max pooling needs (C, H, W) inputs, got {shape}")
-                probe = F.max_pool2d(torch.zeros(1, 1, *shape[1:]), **op.pool)
+                    raise ValueError(f"pooling needs (C, H, W) inputs, got {shape}")
+                pool = F.max_pool2d if op.kind == "pool" else F.avg_pool2d
+                probe = pool(torch.zeros(1, 1, *shape[1:]), **op.pool)
                 shape = (shape[0], *probe.shape[2:])
             elif op.kind == "flatten":
                 if len(shape) > 1:
@@ -448,22 +460,22 @@ class CompactNet:
             x = x.index_select(1, in_live)
         # batch-last layout, (units, B) or (C, H, W, B): every gather takes whole rows, every layer is one product
         x = x.permute(*range(1, x.dim()), 0).contiguous()
-        used: set[int] = set()
         batch, c = x.shape[-1], None
         for kind, data in plan:
             if kind in ("conv", "linear"):
-                x, c = data.run(x, c, used)
+                x, c = data.run(x, c)
             elif kind == "act":
                 act, conn = data
                 if x is not None:
                     x = _bare(act)(x)
                 if c is not None:
                     c = torch.where(conn, 0.0, act(c))
-                if x is not None or c is not None:
-                    used.update(id(p) for p in act.parameters())
             elif kind == "pool":
                 if x is not None:
                     x = _max_pool(x, data)
+            elif kind == "avgpool":  # constants stay constant: a window's mean of a constant map
+                if x is not None:
+                    x = F.avg_pool2d(x.permute(3, 0, 1, 2), **data).permute(1, 2, 3, 0).contiguous()
             else:  # flatten
                 if x is not None:
                     x = x.reshape(-1, batch)
@@ -476,9 +488,13 @@ class CompactNet:
             base = c.view(1, -1, *spatial).expand(batch, -1, *out_shape[1:])
             x = base if x is None else base.index_copy(1, out_live, x)
         if torch.is_grad_enabled():
-            missing = [p for p in self.params if p.requires_grad and id(p) not in used]
-            if missing:
-                x = _ZeroGrads.apply(x, *missing)
+            # every trainable parameter also gets a zero gradient (added to what the compact graph gives it): a
+            # parameter whose path a later layer cuts (a dropped unit's bias, a site before a layer that keeps
+            # nothing) still gets the zeros the dense engine gives it, never None, so weight decay and momentum
+            # move it alike in both engines
+            trainable = [p for p in self.params if p.requires_grad]
+            if trainable:
+                x = _ZeroGrads.apply(x, *trainable)
         return x
 
 

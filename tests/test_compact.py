@@ -265,3 +265,31 @@ def test_engine_cache_does_not_keep_models_alive():
     del model
     gc.collect()
     assert ref() is None
+
+
+class OddPooling(nn.Module):
+    """3x3 convolutions on 28x28 images: 26 -> 13 and 11 -> 5 under 2x2 pooling (the last row and column of the
+    second map lie outside every window), then a 3x3 pooling over 13 rows."""
+
+    def __init__(self, pool2=2):
+        super().__init__()
+        self.conv1, self.conv2, self.act1, self.act2 = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 6, 3), nn.ReLU(), nn.ReLU()
+        self.pool2 = pool2
+        self.fc = nn.LazyLinear(10)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.act1(self.conv1(x)), 2)
+        x = F.max_pool2d(self.act2(self.conv2(x)), self.pool2)
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("pool2", (2, 3))
+def test_pooling_that_does_not_divide_the_map_gets_exact_gradients(pool2, monkeypatch):
+    # uninitialised memory made visible: every torch.empty_like is NaN (what reused memory may hold on any machine)
+    monkeypatch.setattr(torch, "empty_like", lambda t, **kw: torch.full_like(t, float("nan"), **kw))
+    torch.manual_seed(0)
+    model = OddPooling(pool2)
+    model(torch.rand(1, 1, 28, 28))  # materialise the lazy layer
+    model = prune_model(model, 0.9, "global")
+    x, y = inputs((1, 28, 28), batch=8)
+    assert_equivalent(model, x, y, f"pool {pool2}")
