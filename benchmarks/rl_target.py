@@ -74,9 +74,9 @@ def main() -> None:
         print(f"{'sparsity':>8} {'MP val return':>13} {'seconds':>7}")
         for s, v, sec in rows:
             print(f"{s:>8g} {v:>13.1f} {sec:>7.0f}")
-        at = rl.break_point({s: v for s, v, _ in rows}, dense_val)
+        at = rl.break_point({s: v for s, v, _ in rows}, dense_val, rl.worst_return(args.env))
         if at is None:
-            print("MP never fell to half the dense return on these sparsities; add higher ones")
+            print("MP never lost half its lead over the worst return on these sparsities; add higher ones")
             return
     print(f"\nMP vs SAFS at {at:g} {args.pruning} sparsity, preset {args.preset} (held-out evaluation seeds)")
     print(f"{'seed':>4} {'dense':>6} {'dense min':>9} {'MP':>6} {'stage1':>6} {'stage2':>6} {'SAFS':>6} {'s':>5}")

@@ -335,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; bad input ends in a one-line error and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
+        for name in ("threads", "workers"):
+            value = getattr(args, name, None)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} {value}: must be a whole number >= 1")
         if getattr(args, "deterministic", False):
             from .training import set_deterministic
 

@@ -275,23 +275,41 @@ def finetune(pruned: nn.Module, env_name: str, ops: dict, updates: int, p: RLPre
     return model, curve, best[0]
 
 
-def break_point(returns: dict[float, float], dense: float) -> float | None:
-    """The lowest sparsity whose return is at most half the dense return (None if none is).
+def worst_return(env_name: str, max_steps: int = 500) -> float:
+    """The lowest return an episode of `env_name` can give: CartPole-v1 0 (+1 per step kept up), Acrobot-v1
+    -max_steps (-1 per step until the goal). `break_point`'s floor: it makes "broken" mean the same on any scale."""
+    return -float(max_steps) if check_env(env_name) == "Acrobot-v1" else 0.0
 
-    Where magnitude pruning "breaks": decide it on validation returns, never on the reported ones.
+
+def break_point(returns: dict[float, float], dense: float, floor: float = 0.0) -> float | None:
+    """The lowest sparsity whose return has lost at least half of the dense policy's lead over `floor` (None if none).
+
+    Broken means a return at or below floor + (dense - floor) / 2: half the dense return where returns count up from
+    0 (CartPole-v1), the midpoint between -max_steps and the dense return where they are negative (Acrobot-v1: pass
+    `floor=worst_return(env, max_steps)`). A return better than the dense one never counts as broken. Decide it on
+    validation returns, never on the reported ones.
 
     Args:
         returns: sparsity -> the fine-tuned pruned policy's mean return (any order).
         dense: the dense policy's mean return on the same episodes.
+        floor: the lowest return an episode can give (`worst_return`); the dense return must be above it.
 
     Returns:
         That sparsity, or None.
 
+    Raises:
+        ValueError: if the dense return is not above `floor` (for negative returns: pass `floor`).
+
     Example:
         >>> break_point({0.9: 500.0, 0.97: 11.4, 0.96: 51.4}, 500.0)
         0.96
+        >>> break_point({0.8: -85.0, 0.9: -90.0, 0.95: -500.0}, -80.0, floor=worst_return("Acrobot-v1"))
+        0.95
     """
-    broken = [s for s, r in returns.items() if r <= dense / 2]
+    if not dense > floor:
+        raise ValueError(f"dense return {dense:g} is not above the floor {floor:g}; pass floor=worst_return(env) "
+                         "(the lowest return an episode can give, e.g. -500 for Acrobot-v1)")
+    broken = [s for s, r in returns.items() if r <= floor + (dense - floor) / 2]
     return min(broken) if broken else None
 
 
@@ -426,6 +444,8 @@ def run_rl(env_name: str, sparsity: float, pruning: str = "layerwise", preset: s
     """
     env_name, sparsity, pruning = check_env(env_name), check_sparsity(sparsity), check_pruning(pruning)
     p = check_preset(preset)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed {seed!r}: must be a whole number >= 0")  # checked before the run folder is made
     key = rl_key(env_name, sparsity, pruning, preset, seed)
     explicit = out is not None
     if out is None:

@@ -38,6 +38,9 @@ def test_demo_runs_safs_end_to_end_and_prints_every_stage(tmp_path):
     (("demo", "--dataset", "fashion_mnist"), "fashion_mnist: no data in"),
     (("run", "--baselines", "uniform", "mish"), "unknown baseline 'mish'; valid: uniform, swish, random, sa, ga, "
                                                 "uniform_safs"),
+    (("run", "--threads", "-1"), "--threads -1: must be a whole number >= 1"),
+    (("rl", "--threads", "-1"), "--threads -1: must be a whole number >= 1"),
+    (("reproduce", "--workers", "0"), "--workers 0: must be a whole number >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     r = run(*args)
@@ -75,3 +78,22 @@ def test_a_diverged_run_is_one_line_not_a_traceback(monkeypatch, capsys):
     assert main(["run", "--preset", "smoke", "--sparsity", "0.9"]) == 1
     err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("safs_lite: ")]
     assert err == ["error: non-finite training loss (nan) at epoch 1, batch 3: lr 10 with sgd diverged"]
+
+
+def test_a_bad_rl_seed_is_one_line_and_leaves_no_run_folder(tmp_path):
+    r = run("rl", "--seed", "-1", "--runs", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.strip() == "error: seed -1: must be a whole number >= 0", r.stderr
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--seeds", "5-2"), "'5-2': give seeds as FIRST-LAST with FIRST <= LAST"),
+    (("--seeds", "-1"), "'-1': give seeds as"),
+    (("--threads", "0"), "argument --threads: '0': must be a whole number >= 1"),
+])
+def test_run_evidence_refuses_bad_seeds_and_threads(args, message):
+    from safs_lite.paths import REPO_ROOT
+
+    r = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "run_evidence.py"), "--plan", "table1", *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and message in r.stderr.strip().splitlines()[-1], r.stderr

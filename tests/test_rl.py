@@ -163,6 +163,16 @@ def test_break_point_is_the_lowest_sparsity_at_or_below_half_the_dense_return():
     assert rl.break_point({0.9: 500.0, 0.95: 251.0}, 500.0) is None
 
 
+def test_break_point_holds_for_negative_returns():
+    floor = rl.worst_return("Acrobot-v1")  # -500: an episode that never reaches the goal
+    assert floor == -500.0 and rl.worst_return("CartPole-v1") == 0.0
+    assert rl.break_point({0.8: -85.0, 0.9: -90.0, 0.95: -500.0}, -80.0, floor) == 0.95
+    assert rl.break_point({0.8: -70.0, 0.9: -75.0}, -80.0, floor) is None  # better than dense: not broken
+    assert rl.break_point({0.9: -290.0, 0.95: -291.0}, -80.0, floor) == 0.9  # the midpoint of -500 and -80 counts
+    with pytest.raises(ValueError, match="dense return -80 is not above the floor 0"):
+        rl.break_point({0.8: -85.0}, -80.0)  # negative returns without a floor: an error, never a wrong answer
+
+
 def test_cartpole_strip_draws_each_observation(tmp_path):
     import numpy as np
 

@@ -50,11 +50,26 @@ BASELINES = DEFAULT_BASELINES  # uniform and swish; --baselines asks for others 
 
 
 def seeds_arg(text: str) -> list[int]:
-    """'0-9' or '0,3,5' -> a list of seeds."""
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(s) for s in text.split(",")]
+    """'0-9' or '0,3,5' -> a list of seeds (at least one, each >= 0); anything else: argparse's one-line error."""
+    try:
+        if "-" in text:
+            lo, hi = (int(v) for v in text.split("-"))
+            seeds = list(range(lo, hi + 1))
+        else:
+            seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seeds as FIRST-LAST with FIRST <= LAST (0-9) or as a "
+                                         "comma list (0,3,5), each >= 0")
+    return seeds
+
+
+def threads_arg(text: str) -> int:
+    """A thread count >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number >= 1")
+    return int(text)
 
 
 def plan_baselines(shipped: Path, baselines) -> tuple[str, ...] | None:
@@ -73,7 +88,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--plan", choices=list(PLANS), required=True)
     p.add_argument("--seeds", type=seeds_arg, default=seeds_arg("0-9"))
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=threads_arg, default=1)
     p.add_argument("--allocations", nargs="*", default=None, metavar="NAME",
                    help="run only the plan's settings with these allocations (e.g. global erk), to grow some first")
     p.add_argument("--baselines", nargs="*", default=list(BASELINES), metavar="NAME",
