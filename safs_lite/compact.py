@@ -196,6 +196,8 @@ def _weight(m: nn.Module) -> tuple[Tensor, Tensor | None]:
 class _Layer:
     """A conv or linear layer restricted to its live output rows and live input columns."""
 
+    TENSORS = ("conn_out", "lo", "x_idx", "w_idx", "sub_mask")  # what its plan holds (moved with the model)
+
     def __init__(self, m: nn.Module, conv: bool, in_shape: tuple[int, ...], conn_in: Tensor, live_in: Tensor,
                  live_out: Tensor, conn_out: Tensor):
         self.m, self.conv = m, conv
@@ -448,6 +450,28 @@ class CompactNet:
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.forward(x)
+
+    def plan_tensors(self) -> list[Tensor]:
+        """Every tensor the built plans hold (gather indices, live units, masks)."""
+        found: list[Tensor] = []
+        self.apply_to_plans(lambda t: found.append(t) or t)
+        return found
+
+    def apply_to_plans(self, fn: Callable[[Tensor], Tensor]) -> None:
+        """Replace every tensor of the built plans by fn(tensor), as `nn.Module._apply` does to parameters and
+        buffers (`.to(device)`, `.double()`): an owner module moves its plans with its weights."""
+        def opt(t):
+            return None if t is None else fn(t)
+
+        for key, (plan, in_live, (out_live, shape)) in list(self._plans.items()):
+            for k, (kind, data) in enumerate(plan):
+                if kind in ("conv", "linear"):
+                    for attr in _Layer.TENSORS:
+                        if hasattr(data, attr):
+                            setattr(data, attr, opt(getattr(data, attr)))
+                elif kind == "act":
+                    plan[k] = ("act", (data[0], fn(data[1])))
+            self._plans[key] = (plan, opt(in_live), (opt(out_live), shape))
 
     def forward(self, x: Tensor) -> Tensor:
         """The model's output for the batch `x`, computed compactly."""

@@ -157,6 +157,12 @@ class CompactModule(nn.Module):
         with torch.no_grad():
             self.net(torch.zeros(1, *input_shape, dtype=next(model.parameters()).dtype))
 
+    def _apply(self, fn, recurse=True):
+        """`.to(device)`, `.double()` and the like move the plan's index tensors with the weights."""
+        super()._apply(fn, recurse)
+        self.net.apply_to_plans(fn)
+        return self
+
     def forward(self, x: Tensor) -> Tensor:
         """The logits of the batch `x`, computed on the compact engine."""
         return self.net(x)

@@ -113,6 +113,21 @@ def test_compact_module_computes_the_masked_model(sparsity):
         assert torch.equal(module.model.get_submodule(name).weight_mask, m.weight_mask)
 
 
+def test_compact_module_moves_its_plan_with_its_weights():
+    """`.to(...)` moves the plan's index tensors too (a CUDA move would otherwise mismatch): on the meta device every
+    plan tensor follows the weights; a round trip through float64 computes the masked model in float64."""
+    model = _pruned(0.99)
+    module, x = CompactModule(model, (1, 28, 28)), _x(8)
+    tensors = module.net.plan_tensors()
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    with torch.no_grad():
+        assert torch.allclose(module.double()(x.double()), model.double()(x.double()), rtol=1e-9, atol=1e-12)
+    assert {t.dtype for t in module.net.plan_tensors() if t.is_floating_point()} == {torch.float64}
+    module.to("meta")
+    assert {t.device.type for t in module.net.plan_tensors()} == {"meta"}
+    assert {p.device.type for p in module.parameters()} == {"meta"}
+
+
 def test_compact_module_refuses_what_the_engine_cannot_run():
     bn = prune_model(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 26 * 26, 10)),
                      0.9)
