@@ -86,8 +86,10 @@ def majority_share(cfg: SAFSConfig) -> float:
     return 100.0 * float(torch.bincount(y).max()) / len(y)
 
 
-def report(cfg: SAFSConfig, seeds: list[int], dense_recs: dict, pairs: dict, chance: float) -> tuple[str, bool]:
-    """The markdown tables and verdict lines, and whether the engines agree within the spread."""
+def report(cfg: SAFSConfig, seeds: list[int], dense_recs: dict, pairs: dict, chance: float
+           ) -> tuple[str, bool | None]:
+    """The markdown tables and verdict lines, and whether the engines agree within the spread on the stages that
+    learn (None, no verdict, when every stage scores near one class with both engines: agreement there says nothing)."""
     acc = {(s, e, st): pairs[s][e]["results"]["test_accuracy"][key] for s in seeds for e in ENGINES
            for st, key in STAGES.items()}
     lines = [f"## {cfg.preset} preset, LeNet-5, {100 * cfg.sparsity:g}% {cfg.pruning}, seeds "
@@ -112,9 +114,10 @@ def report(cfg: SAFSConfig, seeds: list[int], dense_recs: dict, pairs: dict, cha
         pooled = math.sqrt((sd["dense"] ** 2 + sd["compact"] ** 2) / 2)
         worst = max(abs(acc[s, "compact", st] - acc[s, "dense", st]) for s in seeds)
         ok = worst <= pooled
-        within &= ok
         if all(x < chance + NEAR_ONE_CLASS for e in ENGINES for x in v[e]):
-            flat.append(st)
+            flat.append(st)  # learns nothing: left out of the verdict
+        else:
+            within &= ok
         lines.append(f"| {st} | {statistics.mean(v['dense']):.2f} ± {sd['dense']:.2f} | "
                      f"{statistics.mean(v['compact']):.2f} ± {sd['compact']:.2f} | {pooled:.2f} | {worst:.2f} | "
                      f"{'yes' if ok else 'NO'} |")
@@ -123,13 +126,17 @@ def report(cfg: SAFSConfig, seeds: list[int], dense_recs: dict, pairs: dict, cha
               f"{statistics.mean(cpu['dense']):.0f} (range {min(cpu['dense']):.0f}-{max(cpu['dense']):.0f}), compact "
               f"{statistics.mean(cpu['compact']):.0f} (range {min(cpu['compact']):.0f}-{max(cpu['compact']):.0f}): "
               f"{statistics.mean(cpu['dense']) / statistics.mean(cpu['compact']):.1f}x.", "",
-              "Verdict: the engines' accuracies are " + ("within the seed-to-seed spread" if within else
-                                                          "NOT within the seed-to-seed spread")
-              + " (every per-seed |diff| <= the pooled seed-to-seed std of its stage)."]
+              "Verdict: " + ("none: no stage learns at this setting" if len(flat) == len(STAGES) else
+                             "the engines' accuracies are " + ("within the seed-to-seed spread" if within else
+                                                               "NOT within the seed-to-seed spread")
+                             + " (every per-seed |diff| <= the pooled seed-to-seed std of its stage, on the stages "
+                               "that learn).")]
+    if len(flat) == len(STAGES):
+        within = None
     if flat:
         lines.append(f"Note: {', '.join(flat)} score within {NEAR_ONE_CLASS:g} points of one class (majority share "
                      f"{chance:.2f}%) on every seed with both engines: the {cfg.preset} preset is too small for these stages to learn at this "
-                     "sparsity, so their agreement says little.")
+                     "sparsity, so their agreement says nothing and they are left out of the verdict.")
     return "\n".join(lines), within
 
 

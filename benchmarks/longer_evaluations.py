@@ -1,8 +1,9 @@
 """Ablation: does stage 1 / stage 2 do better when each candidate and each HPO trial trains longer?
 
-The cpu preset scores each LAHC candidate after one epoch at lr 0.01 (validation accuracy, the
-validation loss breaking ties: `fitness.tiebreak_score`) and gives each HPO trial 5 epochs (the
-successive-halving pruner stops most trials after one). This runs the same pipeline with `--epochs`
+The cpu preset scores each LAHC candidate after `candidate_epochs` epochs at `candidate_lr` (validation
+accuracy, the validation loss breaking ties: `fitness.tiebreak_score`) and gives each HPO trial `trial_epochs`
+epochs (the successive-halving pruner stops most trials after one); the run prints the preset's values
+(`config.PRESETS["cpu"]`). This runs the same pipeline with `--epochs`
 epochs (default 5) per candidate and per trial, all else as the cpu preset (dense and
 magnitude-pruning runs reused), and prints both side by side, with how many candidates of each
 search scored below 12% validation accuracy (about the majority class's 11.35% on MNIST: a
@@ -129,6 +130,9 @@ def main() -> None:
         return main_longer_mp(args)
     args.seeds = args.seeds or [0, 1, 2]
     PRESETS[VARIANT] = replace(PRESETS["cpu"], candidate_epochs=args.epochs, trial_epochs=args.epochs)
+    cpu = PRESETS["cpu"]
+    print(f"cpu preset: {cpu.candidate_epochs} epoch(s) per candidate at lr {cpu.candidate_lr:g}, "
+          f"{cpu.trial_epochs} per HPO trial; {VARIANT}: {args.epochs} for both", flush=True)
     rows = []
     for seed in args.seeds:
         for preset in ("cpu", VARIANT):

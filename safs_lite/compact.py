@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .activations import ACTIVATIONS, Activation
+from .pruning import reach_backward, reach_forward, unit_paths
 
 ENGINES = ("dense", "compact", "auto")
 
@@ -393,7 +394,6 @@ class CompactNet:
                 if op.kind == "conv":
                     if len(shape) != 3 or shape[0] != w.shape[1]:
                         raise ValueError(f"conv input of shape {shape} does not fit weight {tuple(w.shape)}")
-                    kept = kept.any((2, 3))
                     kh, kw = w.shape[2:]
                     s = op.module.stride
                     shape = (w.shape[0], (shape[1] - kh) // s[0] + 1, (shape[2] - kw) // s[1] + 1)
@@ -401,7 +401,7 @@ class CompactNet:
                     if len(shape) != 1 or shape[0] != w.shape[1]:
                         raise ValueError(f"linear input of shape {shape} does not fit weight {tuple(w.shape)}")
                     shape = (w.shape[0],)
-                conn = (kept & conn[None, :]).any(1)
+                conn = reach_forward(unit_paths(kept), conn)
             elif op.kind in ("pool", "avgpool"):
                 if len(shape) != 3:
                     raise ValueError(f"pooling needs (C, H, W) inputs, got {shape}")
@@ -422,9 +422,7 @@ class CompactNet:
             if op.kind in ("conv", "linear"):
                 w, mask = _weight(op.module)
                 kept = (mask != 0).cpu() if mask is not None else torch.ones(w.shape, dtype=torch.bool)
-                if op.kind == "conv":
-                    kept = kept.any((2, 3))
-                u = (kept & u[:, None]).any(0)
+                u = reach_backward(unit_paths(kept), u)
             elif op.kind == "flatten" and len(shapes[k]) > 1:  # a channel lives whole: all its positions
                 u = u.view(shapes[k][0], -1).any(1)
                 useful[k + 1] = u.repeat_interleave(useful[k + 1].numel() // shapes[k][0])

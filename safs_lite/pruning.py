@@ -363,6 +363,22 @@ def input_connected(model: nn.Module) -> dict[str, int]:
     return {name: int(alive.sum()) for name, alive in connected_units(model).items()}
 
 
+def unit_paths(kept: torch.Tensor) -> torch.Tensor:
+    """(out units, in units) booleans from a layer's kept weights: which inputs each output reads (a conv's kept
+    taps collapsed per channel pair)."""
+    return kept.any(dim=(2, 3)) if kept.dim() == 4 else kept
+
+
+def reach_forward(paths: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """The output units with a kept path from an alive input unit (`paths` from `unit_paths`)."""
+    return (paths & alive[None, :]).any(dim=1)
+
+
+def reach_backward(paths: torch.Tensor, useful: torch.Tensor) -> torch.Tensor:
+    """The input units with a kept path to a useful output unit."""
+    return (paths & useful[:, None]).any(dim=0)
+
+
 def connected_units(model: nn.Module) -> dict[str, torch.Tensor]:
     """Which output units of each prunable layer still see the input, through kept weights only.
 
@@ -383,15 +399,13 @@ def connected_units(model: nn.Module) -> dict[str, torch.Tensor]:
     alive: torch.Tensor | None = None
     out: dict[str, torch.Tensor] = {}
     for name, m in prunable_layers(model).items():
-        kept = effective_weight(m) != 0
-        if kept.dim() == 4:
-            kept = kept.any(dim=(2, 3))  # (out channels, in channels)
+        kept = unit_paths(effective_weight(m) != 0)  # (out units, in units)
         if alive is not None and kept.shape[1] != alive.numel():
             if kept.shape[1] % alive.numel():
                 raise ValueError(f"{name}: cannot map {alive.numel()} units to {kept.shape[1]} inputs; "
                                  "connected_units needs the prunable layers to form one chain")
             alive = alive.repeat_interleave(kept.shape[1] // alive.numel())  # flatten: C x H x W, channel-major
-        alive = kept.any(dim=1) if alive is None else (kept & alive[None, :]).any(dim=1)
+        alive = kept.any(dim=1) if alive is None else reach_forward(kept, alive)
         out[name] = alive.cpu()
     return out
 

@@ -1,5 +1,4 @@
-"""The package's namespace (every submodule reachable by its name, issue 22 item 13) and docs that state the
-kit's settings (issue 22 item 14)."""
+"""The package's namespace: every submodule reachable by its name (issue 22 item 13)."""
 import importlib
 import pkgutil
 
@@ -19,20 +18,3 @@ def test_no_package_attribute_shadows_a_submodule():
     import safs_lite.lahc as m
 
     assert "reference" in m.MOVES and callable(m.lahc)
-
-
-def test_the_longer_evaluations_benchmark_describes_the_cpu_preset_it_extends():
-    """Issue 22, item 14: its docstring still described 3-epoch candidates at "chance level 11.4%"."""
-    import ast
-    from pathlib import Path
-
-    from safs_lite.config import PRESETS
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "longer_evaluations.py"
-    doc = " ".join(ast.get_docstring(ast.parse(path.read_text())).split())
-    cpu = PRESETS["cpu"]
-    words = {1: "one", 2: "two", 3: "three"}
-    epochs = words.get(cpu.candidate_epochs, str(cpu.candidate_epochs))
-    assert f"after {epochs} epoch{'s' if cpu.candidate_epochs > 1 else ''} at lr {cpu.candidate_lr:g}" in doc
-    assert f"gives each HPO trial {cpu.trial_epochs} epochs" in doc
-    assert "3-epoch" not in doc and "11.4%" not in doc

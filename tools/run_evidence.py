@@ -27,7 +27,7 @@ import argparse
 import fcntl
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -37,7 +37,7 @@ from safs_lite.config import TRAIN_DEFAULTS, SAFSConfig
 from safs_lite.data import load_data
 from safs_lite.paths import results_dir, runs_dir
 from safs_lite.pipeline import train_dense
-from safs_lite.runs import load_json
+from safs_lite.runs import load_json, run_prefix
 from safs_lite.safs import run_safs
 from safs_lite.version import KIT_VERSION
 
@@ -110,8 +110,7 @@ def main() -> int:
     for seed in args.seeds:
         for preset, sparsity, pruning in settings:
             cfg = SAFSConfig(sparsity=sparsity, pruning=pruning, preset=preset, seed=seed).validate()
-            shipped = results_dir() / "evidence" / "runs" / f"safs-{cfg.model}-{cfg.dataset}-{sparsity:g}-{pruning}-" \
-                f"{preset}-s{seed}" / "results.json"
+            shipped = results_dir() / "evidence" / "runs" / run_prefix(asdict(cfg)) / "results.json"
             wanted = plan_baselines(shipped, baselines)
             if wanted is None:
                 continue  # collected by an earlier session (runs/ is not kept between sessions, results/ is)
