@@ -45,11 +45,12 @@ import optuna
 import torch
 from torch import nn
 
-from .activations import SEARCH_SPACE, get_activations, get_alpha_beta, scale_parameters, set_activations, set_trainable_scales
+from .activations import (OPS_VERSION, SEARCH_SPACE, get_activations, get_alpha_beta, scale_parameters,
+                          set_activations, set_trainable_scales)
 from .lahc import SearchConfig, lahc
 from .pruning import check_pruning, check_sparsity, clone, prune_model, sparsity_report
-from .runs import (cached_record, config_hash, cpu_state, environment, load_json, load_state, prepare_out,
-                   save_json, save_state)
+from .runs import (cached_record, compute_key, config_hash, cpu_state, environment, load_json, load_state,
+                   prepare_out, save_json, save_state)
 from .searchable import make_searchable
 from .version import KIT_VERSION
 
@@ -418,10 +419,20 @@ def episode(policy: nn.Module, env_name: str, seed: int, max_steps: int = 500) -
 
 
 def rl_key(env_name: str, sparsity: float, pruning: str, preset: str, seed: int) -> dict:
-    """Everything that changes an RL run's numbers (hashed into its folder name)."""
+    """Everything that changes an RL run's numbers (hashed into its folder name): the setting and budgets, the
+    searched operators and their definitions' version, the kit, torch and gymnasium versions, the device and the
+    CPU thread count (`runs.compute_key`; RL runs compute on the CPU)."""
+    import gymnasium
+
     return {"kind": "rl", "env": env_name, "sparsity": sparsity, "pruning": pruning, "preset": preset,
             "budgets": asdict(check_preset(preset)), "seed": seed, "ops": list(SEARCH_SPACE), "dense_op": DENSE_OP,
-            "kit": KIT_VERSION, "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "ops_version": OPS_VERSION, "kit": KIT_VERSION, "torch": torch.__version__,
+            "gymnasium": gymnasium.__version__, **compute_key("cpu")}
+
+
+def rl_prefix(key: dict) -> str:
+    """The readable start of an RL run folder's name: rl-<env>-<sparsity>-<pruning>-<preset>-s<seed>."""
+    return f"rl-{key['env']}-{key['sparsity']:g}-{key['pruning']}-{key['preset']}-s{key['seed']}"
 
 
 def run_rl(env_name: str, sparsity: float, pruning: str = "layerwise", preset: str = "cpu", seed: int = 0,
@@ -435,7 +446,7 @@ def run_rl(env_name: str, sparsity: float, pruning: str = "layerwise", preset: s
         pruning: "layerwise" or "global" (any `pruning.PRUNING_METHODS`).
         preset: a name of `PRESETS`.
         seed: seeds the policy's init, training and the search.
-        out: run folder (default: `<runs>/rl-<env>-<sparsity>-<pruning>-s<seed>-<hash>`).
+        out: run folder (default: `<runs>/rl-<env>-<sparsity>-<pruning>-<preset>-s<seed>-<hash>`).
         runs: the runs folder when `out` is not given.
         progress: print one line per finished stage.
 
@@ -451,7 +462,7 @@ def run_rl(env_name: str, sparsity: float, pruning: str = "layerwise", preset: s
     if out is None:
         from .paths import runs_dir
 
-        out = runs_dir(runs) / f"rl-{env_name}-{sparsity:g}-{pruning}-s{seed}-{config_hash(key)}"
+        out = runs_dir(runs) / f"{rl_prefix(key)}-{config_hash(key)}"
     out = Path(out)
     prepare_out(out, key, explicit)
     timings: dict = {}

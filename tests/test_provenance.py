@@ -86,6 +86,41 @@ def test_check_names_every_inconsistency(finished, tmp_path, capsys):
     assert cli_main(["check", str(bad)]) == 1 and "problem(s)" in capsys.readouterr().out
 
 
+def test_check_reads_every_record_a_run_wrote(finished, tmp_path, capsys):
+    """Issue 29, item 10: a truncated baseline record passed `check`."""
+    _, out, res = finished
+    assert res["baselines"], "the smoke run computes the default baselines"
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    (bad / "baseline_swish.json").write_text('{"test_accuracy": 99.9')
+    rec = json.loads((bad / "baseline_uniform.json").read_text())
+    rec["test_accuracy"] += 1.0
+    (bad / "baseline_uniform.json").write_text(json.dumps(rec))
+    text = "\n".join(check_run(bad))
+    assert "baseline_swish.json" in text and "baseline uniform's test accuracy differs" in text
+    assert cli_main(["check", str(bad)]) == 1 and "problem(s)" in capsys.readouterr().out
+
+
+def test_check_verifies_the_shipped_slim_folders_and_says_what_it_cannot(tmp_path):
+    """Issue 29, item 11: shipped folders keep records, not checkpoints; `check` verifies what they hold."""
+    from safs_lite.check import check_report
+    from safs_lite.paths import REPO_ROOT
+
+    folders = sorted((REPO_ROOT / "results" / "runs").iterdir()) + \
+        sorted((REPO_ROOT / "results" / "evidence" / "runs").iterdir())
+    assert len(folders) > 50
+    for folder in folders:
+        problems, unverified = check_report(folder)
+        assert problems == [], problems
+        assert any("slim folder" in line for line in unverified), folder
+    bad = tmp_path / folders[-1].name
+    shutil.copytree(folders[-1], bad)
+    rec = json.loads((bad / "safs.json").read_text())
+    rec["test_accuracy"] -= 1.0
+    (bad / "safs.json").write_text(json.dumps(rec))
+    assert check_report(bad)[0] == [f"{bad / 'results.json'}: safs test accuracy differs from safs.json"]
+
+
 def test_check_re_evaluates_a_gpu_or_amp_run_with_its_documented_tolerance(finished, tmp_path):
     """Issue 22, item 7: results.json records device and precision; a run made on a GPU with --amp is
     re-evaluated on the CPU in float32 here and may differ by check.TOLERANCE points, not by 1e-6."""

@@ -1,4 +1,6 @@
 """safs_lite.rl: masks through policy-gradient fine-tuning, seed splits, resume, bad input, the smoke CLI."""
+import json
+
 import pytest
 import torch
 
@@ -134,6 +136,22 @@ def test_smoke_pipeline_via_the_cli_and_same_seed_same_numbers(tmp_path, capsys)
     assert load_json(tmp_path / "b" / "results.json")["test_return"] == res["test_return"]
     assert main(["rl", "--env", "Nope", "--out", str(tmp_path / "c")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+    # `check` knows an RL folder: its key and records verified, what it cannot verify said
+    assert main(["check", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "older kit" not in out and "not verified: the saved policies" in out
+    rec = load_json(tmp_path / "b" / "stage2.json")
+    rec["test_return"] += 1.0
+    (tmp_path / "b" / "stage2.json").write_text(json.dumps(rec))
+    assert main(["check", str(tmp_path / "b")]) == 1
+    assert "stage2 test return differs from stage2.json" in capsys.readouterr().out
+
+
+def test_the_rl_key_and_folder_follow_the_kits_conventions(tmp_path):
+    key = rl.rl_key(ENV, 0.9, "layerwise", "smoke", 3)
+    assert {"ops_version", "gymnasium", "device", "threads", "kit"} <= set(key) and key["device"] == "cpu"
+    assert rl.rl_prefix(key) == f"rl-{ENV}-0.9-layerwise-smoke-s3"
+    assert rl.rl_prefix(key) != rl.rl_prefix(rl.rl_key(ENV, 0.9, "layerwise", "cpu", 3))  # the preset is in the name
 
 
 def test_stage_checkpoints_reload_to_the_recorded_returns_and_episodes_match_evaluate(tmp_path):
