@@ -2,7 +2,7 @@
 
 For each seed (default 0, 1, 2) the dense network is trained once (the preset's dense epochs; an
 unpruned network trains on the dense engine under either setting, so it is shared), then the rest
-of the pipeline (`safs_lite.pipeline.run`: magnitude pruning and its fine-tune, stage 1, stage 2,
+of the pipeline (`safs_lite.run.pipeline.run`: magnitude pruning and its fine-tune, stage 1, stage 2,
 SAFS; no baselines) runs twice, with `TrainConfig.engine` "dense" and "compact" in the run's
 training defaults. The engine is part of the run key, so the two runs get their own folders
 under the runs folder ($SAFS_RUNS, else --runs).
@@ -40,9 +40,9 @@ from pathlib import Path
 import torch
 
 from safs_lite import SAFSConfig, load_data
-from safs_lite.config import TRAIN_DEFAULTS
-from safs_lite.pipeline import run, train_dense
-from safs_lite.runs import prepare_out, runs_dir
+from safs_lite.run.config import TRAIN_DEFAULTS
+from safs_lite.run.folders import prepare_out, runs_dir
+from safs_lite.run.pipeline import run, train_dense
 
 ENGINES = ("dense", "compact")
 STAGES = {"MP": "magnitude_pruning", "stage1": "stage1", "stage2": "stage2", "SAFS": "safs"}

@@ -39,14 +39,14 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from safs_lite import load_data, prune_model
-from safs_lite.activations import SEARCH_SPACE, activation_sites, get_activations
-from safs_lite.fitness import FITNESSES, tiebreak_score
-from safs_lite.training import finetune_with
+from safs_lite.method.activations import SEARCH_SPACE, activation_sites, get_activations
+from safs_lite.method.pruning import clone
 from safs_lite.paths import figures_dir, runs_dir
-from safs_lite.pipeline import train_dense
-from safs_lite.pruning import clone
-from safs_lite.runs import load_json, save_json
-from safs_lite.config import PRESETS, TRAIN_DEFAULTS
+from safs_lite.run.config import PRESETS, TRAIN_DEFAULTS
+from safs_lite.run.folders import load_json, save_json
+from safs_lite.run.pipeline import train_dense
+from safs_lite.training.fitness import FITNESSES, tiebreak_score
+from safs_lite.training.loop import finetune_with
 
 
 def sample_vectors(sites: list[str], n: int, seed: int = 0) -> list[dict]:
@@ -84,7 +84,7 @@ def free_scores(pruned, data, ops: dict, batches: int, batch_size: int = 256, se
     fisher: the summed squared (activation x gradient) at every activation site (Theis et al. 2018's
     channel-saliency estimate, summed over the network).
     """
-    from safs_lite.activations import set_activations
+    from safs_lite.method.activations import set_activations
 
     model = set_activations(clone(pruned), ops).train()
     gen = torch.Generator().manual_seed(seed)

@@ -95,8 +95,8 @@ def pipeline(model: str, amp: bool, device: str, data_root: Path, work: Path, ta
 
 def pruned_weights_problem(out: Path) -> str | None:
     """None if every stage's model keeps the same masks with its pruned weights exactly zero, else what is wrong."""
-    from safs_lite.pruning import effective_weight, masks
-    from safs_lite.runs import load_safs_model
+    from safs_lite.method.pruning import effective_weight, masks
+    from safs_lite.run.folders import load_safs_model
 
     reference = None
     for stage in ("stage1", "stage2", "safs"):
@@ -134,8 +134,8 @@ def epoch_seconds(model_name: str, amp: bool, device: str, images: int) -> float
     from dataclasses import replace
 
     from safs_lite import Data, build_model, train
-    from safs_lite.config import TRAIN_DEFAULTS
-    from safs_lite.training import cuda_options
+    from safs_lite.run.config import TRAIN_DEFAULTS
+    from safs_lite.training.loop import cuda_options
 
     g = torch.Generator().manual_seed(0)
     n_val = max(images // 9, 16)  # 45,000 / 5,000 as in the kit's CIFAR-10 split
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"gpu_check on {name}: torch {torch.__version__}, {'small' if small else 'full'} mode; "
           f"synthetic data in the real formats (accuracies are meaningless, code paths are real)", flush=True)
 
-    from safs_lite.training import set_deterministic
+    from safs_lite.training.loop import set_deterministic
 
     rows, failed, start = [], 0, time.perf_counter()
 

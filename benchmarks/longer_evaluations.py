@@ -39,15 +39,15 @@ import pandas as pd
 import torch
 
 from safs_lite import PRESETS, SAFSConfig, run_safs
-from safs_lite.config import TRAIN_DEFAULTS
-from safs_lite.data import load_data
+from safs_lite.data.builtin import load_data
+from safs_lite.method.pruning import sparsity_report
+from safs_lite.method.searchlog import read_history
 from safs_lite.paths import results_dir
-from safs_lite.pruning import sparsity_report
-from safs_lite.results import PAPER_TABLE1
-from safs_lite.runs import default_out, load_json
-from safs_lite.searchlog import read_history
-from safs_lite.shipped import load_network
-from safs_lite.training import evaluate, train
+from safs_lite.run.config import TRAIN_DEFAULTS
+from safs_lite.run.folders import default_out, load_json
+from safs_lite.run.results import PAPER_TABLE1
+from safs_lite.study.shipped import load_network
+from safs_lite.training.loop import evaluate, train
 
 VARIANT = "cpu-eval5"  # registered for this script only; its runs get their own folders
 

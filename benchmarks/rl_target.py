@@ -1,4 +1,4 @@
-"""Issue 21's targets for the sparse RL policy (`safs_lite.rl`), printed as tables.
+"""Issue 21's targets for the sparse RL policy (`safs_lite.rl.policy`), printed as tables.
 
 1. Dense: the `--preset` dense policy's greedy return on every held-out evaluation seed (target: the
    environment's maximum, 500 on CartPole-v1, on every seed).
@@ -35,8 +35,9 @@ import time
 import numpy as np
 import torch
 
-from safs_lite import rl, stats
-from safs_lite.pruning import clone, prune_model
+from safs_lite.method.pruning import clone, prune_model
+from safs_lite.rl import policy as rl
+from safs_lite.study import stats
 
 
 def sweep(env: str, sparsities: list[float], pruning: str, preset: str, seed: int) -> tuple[float, list[tuple]]:

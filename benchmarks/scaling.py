@@ -28,9 +28,9 @@ from math import ceil
 
 import torch
 
-from safs_lite.config import PRESETS, TRAIN_DEFAULTS
-from safs_lite.data import INPUT_SHAPES, NUM_CLASSES
-from safs_lite.models import build_model
+from safs_lite.data.splits import INPUT_SHAPES, NUM_CLASSES
+from safs_lite.nets.models import build_model
+from safs_lite.run.config import PRESETS, TRAIN_DEFAULTS
 
 SEEDS = 3  # Table 1 is reported over seeds 0, 1, 2
 
@@ -110,7 +110,7 @@ def cost_table(overrides: dict[str, float]) -> str:
     runs = 4 * 2 * SEEDS  # the sweep's default grid: 4 sparsities x 2 pruning methods x 3 seeds
     sweep_epochs = runs * (per_run - epochs["dense"] - epochs["random search"]) + SEEDS * epochs["dense"]
     run_h = (per_run - epochs["random search"] - epochs["dense"]) * lenet / 3600
-    dense_h = epochs["dense"] * lenet / 3600  # one task per seed, before the runs (safs_lite.cluster)
+    dense_h = epochs["dense"] * lenet / 3600  # one task per seed, before the runs (safs_lite.study.cluster)
     walls = [ceil(SEEDS / w) * dense_h + wall_hours(run_h, hpo * lenet / 3600, runs, w) for w in (1, 4, 16)]
     lines.append(f"{'LeNet-5 sweep (24 runs)':<30} {'':>10} {lenet:>8.2f} {sweep_epochs // runs:>10,} "
                  f"{sweep_epochs * lenet / 3600:>9.1f} {walls[0]:>8.1f} {walls[1]:>8.1f} {walls[2]:>9.1f}")
@@ -147,7 +147,7 @@ class LoadSampler:
 
 def measure(workers: int, args: argparse.Namespace) -> tuple[float, LoadSampler]:
     """Wall time of the sweep on `workers` Dask workers, from an empty runs folder."""
-    from safs_lite.sweep import sweep
+    from safs_lite.study.sweep import sweep
 
     with tempfile.TemporaryDirectory(prefix=f"safs_scaling_{workers}_") as tmp, LoadSampler() as load:
         t0 = time.perf_counter()
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         overrides[model] = float(value)
     if not args.cost_only:
-        from safs_lite.data import load_data
+        from safs_lite.data.builtin import load_data
 
         runs = len(args.seeds) * len(args.sparsities)
         data = load_data("mnist", seed=0, quiet=True)

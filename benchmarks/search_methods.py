@@ -43,19 +43,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from safs_lite.activations import get_activations  # noqa: E402
-from safs_lite.baselines import BASELINES, candidate_config  # noqa: E402
-from safs_lite.config import TRAIN_DEFAULTS, SAFSConfig  # noqa: E402
-from safs_lite.data import load_data  # noqa: E402
-from safs_lite.fitness import candidate_fitness  # noqa: E402
+from safs_lite.data.builtin import load_data  # noqa: E402
+from safs_lite.method.pruning import clone, prune_model  # noqa: E402
+from safs_lite.method.searchlog import read_history  # noqa: E402
 from safs_lite.paths import figures_dir, results_dir, runs_dir  # noqa: E402
-from safs_lite.pipeline import baseline, stage1, train_dense  # noqa: E402
-from safs_lite.plots import best_by_evaluations, save_figure  # noqa: E402
-from safs_lite.pruning import clone, prune_model  # noqa: E402
-from safs_lite.runs import cached_record, load_json  # noqa: E402
-from safs_lite.searchlog import read_history  # noqa: E402
-from safs_lite.shipped import load_network  # noqa: E402
-from safs_lite.stats import paired  # noqa: E402
+from safs_lite.run.baselines import BASELINES, candidate_config  # noqa: E402
+from safs_lite.run.config import TRAIN_DEFAULTS, SAFSConfig  # noqa: E402
+from safs_lite.run.folders import cached_record, load_json  # noqa: E402
+from safs_lite.run.pipeline import baseline, stage1, train_dense  # noqa: E402
+from safs_lite.study.plots import best_by_evaluations, save_figure  # noqa: E402
+from safs_lite.study.shipped import load_network  # noqa: E402
+from safs_lite.study.stats import paired  # noqa: E402
+from safs_lite.training.fitness import candidate_fitness  # noqa: E402
 
 METHODS = {"lahc": "LAHC", "sa": BASELINES["sa"].label, "ga": BASELINES["ga"].label,
            "random": BASELINES["random"].label}

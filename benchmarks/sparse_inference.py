@@ -1,14 +1,14 @@
 """Sparse inference of LeNet-5: dense weights with zeros versus torch.sparse CSR/COO layers, time and bytes.
 
 For each sparsity (90, 95, 98, 99% layer-wise magnitude pruning of a freshly built LeNet-5, or the
-model of one SAFS run with --run) the frozen model (`safs_lite.deploy.freeze`: plain nn.Linear /
-nn.Conv2d holding zeros) is timed against `safs_lite.deploy.to_sparse` variants:
+model of one SAFS run with --run) the frozen model (`safs_lite.method.frozen.freeze`: plain nn.Linear /
+nn.Conv2d holding zeros) is timed against `safs_lite.deploy.sparse.to_sparse` variants:
 
     csr-fc    linear layers as CSR sparse matmuls, convolutions dense
     csr-all   linear layers and convolutions (gathered patches x CSR weight) sparse
     coo-fc    as csr-fc with COO weights
     coo-all   as csr-all with COO weights
-    compact   the pruned model on `safs_lite.compact.CompactNet` (live units and kept taps only, dense
+    compact   the pruned model on `safs_lite.training.compact.CompactNet` (live units and kept taps only, dense
               small layers; built from the masked model, as training uses it)
 
 at batch 1 (latency) and batch 256 (throughput), one thread by default, with
@@ -21,7 +21,7 @@ the frozen model. Every sparse variant's logits are compared with the dense mode
 printed; a mismatch stops the benchmark). A last table splits the sparsest model's batch-256 time
 by layer: pooling and activations, which weight sparsity does not touch, cap the speed-up.
 
---onnx: the 99% model exported to ONNX twice (`safs_lite.deploy.export_onnx`): the frozen masked
+--onnx: the 99% model exported to ONNX twice (`safs_lite.deploy.formats.export_onnx`): the frozen masked
 model (what `export --format onnx` writes) and its compact form (`compact=True`, what `export
 --format onnx --compact` writes: live units and kept weights only), each reloaded in ONNX Runtime
 (CPU, the same thread count) and checked against the masked model's logits; the CPU time per pass
@@ -45,13 +45,15 @@ import time
 from pathlib import Path
 
 import torch
+from sparse_training import cpu_per_call  # benchmarks/ is the script's folder
 from torch.utils.benchmark import Timer
 
 from safs_lite import build_model, load_safs_model, prune_model
-from safs_lite.compact import CompactNet
-from safs_lite.deploy import OnnxModel, export_onnx, freeze, nonzero_weights, to_sparse
-from safs_lite.pruning import prunable_layers
-from sparse_training import cpu_per_call  # benchmarks/ is the script's folder
+from safs_lite.deploy.formats import OnnxModel, export_onnx
+from safs_lite.deploy.sparse import nonzero_weights, to_sparse
+from safs_lite.method.frozen import freeze
+from safs_lite.method.pruning import prunable_layers
+from safs_lite.training.compact import CompactNet
 
 SPARSITIES = (0.90, 0.95, 0.98, 0.99)
 BATCHES = (1, 256)

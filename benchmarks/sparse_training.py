@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from safs_lite import TrainConfig, build_model, load_data, prune_model, train
-from safs_lite.compact import CompactNet, compact
-from safs_lite.pruning import clone, input_connected, sparsity_report
+from safs_lite.method.pruning import clone, input_connected, sparsity_report
+from safs_lite.training.compact import CompactNet, compact
 
 SPARSITIES = (0.90, 0.95, 0.98, 0.99, 0.995)
 METHODS = ("layerwise", "global")

@@ -15,13 +15,12 @@ import argparse
 
 import pandas as pd
 
-from safs_lite import load_data
-from safs_lite.figures import find_runs, load_results
-from safs_lite.pruning import accuracy_ceiling, connected_units
-from safs_lite import load_safs_model
-from safs_lite.baselines import BASELINES
-from safs_lite.results import LABELS, PAPER_TABLE1, accuracies
-from safs_lite.stats import comparison_table, format_comparison
+from safs_lite import load_data, load_safs_model
+from safs_lite.method.pruning import accuracy_ceiling, connected_units
+from safs_lite.run.baselines import BASELINES
+from safs_lite.run.results import LABELS, PAPER_TABLE1, accuracies
+from safs_lite.study.figures import find_runs, load_results
+from safs_lite.study.stats import comparison_table, format_comparison
 
 TARGET_SAFS, TARGET_GAIN, TARGET_MINUTES, TARGET_CEILING = 62.22, 15.5, 30.0, 0.85
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from safs_lite.baselines import DEFAULT_BASELINES
 from safs_lite.paths import results_dir
+from safs_lite.run.baselines import DEFAULT_BASELINES
 
 
 def measure(seeds, sparsity: float) -> pd.DataFrame:

@@ -6,7 +6,7 @@
     python -m safs_lite sweep --preset paper --device cuda --scheduler tcp://LOGIN-NODE:8786   # in another shell
 
 Each SLURM job is one Dask worker: one process, one thread, one GPU (or `--cores` CPU cores), so
-`safs_lite.cluster` runs one SAFS run per job at a time. The workers read and write the same data
+`safs_lite.study.cluster` runs one SAFS run per job at a time. The workers read and write the same data
 and runs folders as the command that submits the runs: put them on the cluster's shared file
 system (SAFS_DATA, SAFS_RUNS, or --data / --runs). Adapt --partition, --account and the
 environment lines to your site. This script was checked with --dry-run (the job script it

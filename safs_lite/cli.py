@@ -17,20 +17,20 @@ import argparse
 import sys
 import time
 
-from .data import DataNotFoundError
+from .data.splits import DataNotFoundError
 
 
 def _demo(args: argparse.Namespace) -> int:
     import torch
 
-    from .config import DEMO_SETTING, SAFSConfig
-    from .data import load_data
-    from .fitness import fitness_label
-    from .plots import plot_lahc_trajectory, save_figure
-    from .results import format_run
-    from .runs import default_out
-    from .safs import run_safs
-    from .searchlog import read_history
+    from .data.builtin import load_data
+    from .method.searchlog import read_history
+    from .run.config import DEMO_SETTING, SAFSConfig
+    from .run.folders import default_out
+    from .run.results import format_run
+    from .run.safs import run_safs
+    from .study.plots import plot_lahc_trajectory, save_figure
+    from .training.fitness import fitness_label
 
     cfg = SAFSConfig(model=args.model, dataset=args.dataset, sparsity=args.sparsity, pruning=args.pruning,
                      preset=args.preset, seed=args.seed).validate()
@@ -62,10 +62,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from .config import SAFSConfig
-    from .results import format_run
-    from .runs import default_out
-    from .safs import run_safs
+    from .run.config import SAFSConfig
+    from .run.folders import default_out
+    from .run.results import format_run
+    from .run.safs import run_safs
 
     cfg = SAFSConfig(model=args.model, dataset=args.dataset, sparsity=args.sparsity, pruning=args.pruning,
                      preset=args.preset, seed=args.seed, search=args.search, move=args.move,
@@ -90,8 +90,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     import torch
 
     from .paths import figures_dir
-    from .reproduce import reproduce
-    from .results import format_summary
+    from .run.results import format_summary
+    from .study.reproduce import reproduce
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,7 +109,7 @@ def _sweep(args: argparse.Namespace) -> int:
     import torch
 
     from .paths import figures_dir
-    from .sweep import FIGURE_FILE, TABLE_FILE, sweep
+    from .study.sweep import FIGURE_FILE, TABLE_FILE, sweep
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -128,7 +128,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
-    from .figures import make_figures
+    from .study.figures import make_figures
 
     written = make_figures(preset=args.preset, seeds=tuple(args.seeds), model=args.model, dataset=args.dataset,
                            data_root=args.data,
@@ -139,7 +139,7 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .check import check_report
+    from .run.check import check_report
 
     problems, unverified = check_report(args.run_dir, data_root=args.data)
     for line in problems:
@@ -157,8 +157,8 @@ def _check(args: argparse.Namespace) -> int:
 def _hpo_worker(args: argparse.Namespace) -> int:
     import torch
 
-    from .safs import hpo_worker
-    from .storage import describe
+    from .run.safs import hpo_worker
+    from .run.storage import describe
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,7 +180,7 @@ def _hpo_worker(args: argparse.Namespace) -> int:
 
 
 def _baselines(args: argparse.Namespace) -> tuple[str, ...]:
-    from .baselines import DEFAULT_BASELINES, check_baselines
+    from .run.baselines import DEFAULT_BASELINES, check_baselines
 
     return DEFAULT_BASELINES if args.baselines is None else check_baselines(args.baselines)
 
@@ -212,7 +212,7 @@ _COMMON = {  # options several commands share, with the same meaning everywhere
                     help="run N runs at once on a Dask LocalCluster of N single-threaded processes"),
     "scheduler": dict(default=None, metavar="ADDRESS",
                       help="run on an existing Dask cluster (tcp://host:8786) whose workers share the data "
-                           "and runs folders; README, 'Scaling out'"),
+                           "and runs folders; docs/scaling_out.md"),
     "baselines": dict(nargs="*", default=None, metavar="NAME",
                       help="baselines each run computes after stage 1, retrained as stage 1 is: uniform, swish, "
                            "random, sa, ga; or uniform_safs: uniform's operators given SAFS's stage 2 (default: "
@@ -231,12 +231,12 @@ def _common(parser: argparse.ArgumentParser, *names: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the CLI."""
-    from .config import DEMO_SETTING, PRESETS, SAFSConfig
-    from .deploy import add_export_parser
-    from .fitness import FITNESSES
-    from .lahc import MOVES, SEARCHES
-    from .pruning import PRUNING_METHODS
-    from .sweep import SPARSITIES
+    from .deploy.export import add_export_parser
+    from .method.lahc import MOVES, SEARCHES
+    from .method.pruning import PRUNING_METHODS
+    from .run.config import DEMO_SETTING, PRESETS, SAFSConfig
+    from .study.sweep import SPARSITIES
+    from .training.fitness import FITNESSES
 
     pruning_help = f"{' or '.join(PRUNING_METHODS)} (the paper: layerwise)"
     preset_help = f"budgets: {', '.join(PRESETS)} (config.PRESETS)"
@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _rl(args: argparse.Namespace) -> int:
     import torch
 
-    from .rl import format_results, run_rl
+    from .rl.policy import format_results, run_rl
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     print(format_results(run_rl(args.env, args.sparsity, args.pruning, args.preset, args.seed, args.out, args.runs)))
@@ -338,12 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; bad input ends in a one-line error and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
-        for name in ("threads", "workers"):
-            value = getattr(args, name, None)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} {value}: must be a whole number >= 1")
+        if getattr(args, "threads", None) is not None and args.threads < 1:
+            raise ValueError(f"--threads {args.threads}: must be a whole number >= 1")
         if getattr(args, "deterministic", False):
-            from .training import set_deterministic
+            from .training.loop import set_deterministic
 
             set_deterministic(True)
         return args.func(args)

@@ -6,7 +6,7 @@ keep runs, data caches and figures out of the working tree:
     SAFS_DATA     dataset cache            (default <repo>/data)
     SAFS_RUNS     run folders, results      (default <repo>/runs)
     SAFS_FIGURES  PNG figures and tables    (default <repo>/figures)
-    SAFS_RESULTS  the shipped results       (default <repo>/results, tracked; see safs_lite.shipped)
+    SAFS_RESULTS  the shipped results       (default <repo>/results, tracked; see safs_lite.study.shipped)
 """
 from __future__ import annotations
 

@@ -3,9 +3,9 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-import safs_lite.fitness
-import safs_lite.hpo
-from safs_lite.data import Data
+import safs_lite.run.hpo
+import safs_lite.training.fitness
+from safs_lite.data.core import Data
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +38,8 @@ def split_reads(monkeypatch):
         monkeypatch.setattr(module, "finetune_with", wrapper)
 
     monkeypatch.setattr(Data, "batches", spy)
-    deciding(safs_lite.fitness)  # stage-1 candidates
-    deciding(safs_lite.hpo)      # stage-2 trials
+    deciding(safs_lite.training.fitness)  # stage-1 candidates
+    deciding(safs_lite.run.hpo)      # stage-2 trials
     return reads
 
 

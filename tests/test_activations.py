@@ -1,4 +1,4 @@
-"""Tests for safs_lite.activations: operator formulas, numeric safety, Activation, registry, helpers."""
+"""Tests for safs_lite.method.activations: operator formulas, numeric safety, Activation, registry, helpers."""
 
 import math
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from safs_lite.activations import (
-    ACTIVATIONS,
+from safs_lite.method.activations import (
     ACON_P1,
     ACON_P2,
     ACON_P3,
+    ACTIVATIONS,
     SEARCH_SPACE,
     SRS_A,
     SRS_B,
@@ -369,7 +369,7 @@ def test_scale_parameters_get_their_own_optimizer_group():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_every_operator_is_finite_with_finite_gradients_in_every_dtype(dtype):
     """All 22 operators, on [-1e4, 1e4] and densely near 0, in the dtypes mixed precision uses."""
-    from safs_lite.activations import ACTIVATIONS
+    from safs_lite.method.activations import ACTIVATIONS
 
     grid = torch.cat([torch.linspace(-1e4, 1e4, 2001), torch.linspace(-30, 30, 601)])
     bad = []

@@ -9,8 +9,16 @@ from torch import nn
 from torch.nn.utils import prune
 
 from safs_lite import build_model, masks, prune_model
-from safs_lite.pruning import (PRUNING_METHODS, PROTECTED_LAST_MAX, _erk_quota, allocation_table, clone,
-                               kept_counts, layer_sparsities, prunable_layers)
+from safs_lite.method.pruning import (
+    PROTECTED_LAST_MAX,
+    PRUNING_METHODS,
+    _erk_quota,
+    allocation_table,
+    clone,
+    kept_counts,
+    layer_sparsities,
+    prunable_layers,
+)
 
 TARGETS = [0.9, 0.95, 0.99, 0.995]
 

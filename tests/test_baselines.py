@@ -7,15 +7,15 @@ import zlib
 
 import pytest
 
-import safs_lite.fitness
+import safs_lite.training.fitness
 from safs_lite import PRESETS, SAFSConfig, load_safs_model, run_safs
-from safs_lite.activations import SEARCH_SPACE
-from safs_lite.baselines import BASELINES, DEFAULT_BASELINES, check_baselines
-from safs_lite.lahc import SearchConfig, lahc
-from safs_lite.metaheuristics import genetic_algorithm, sa_temperature, simulated_annealing, uniform_scan
-from safs_lite.pruning import prunable_layers
-from safs_lite.results import accuracies, table1
-from safs_lite.searchlog import read_history
+from safs_lite.method.activations import SEARCH_SPACE
+from safs_lite.method.lahc import SearchConfig, lahc
+from safs_lite.method.metaheuristics import genetic_algorithm, sa_temperature, simulated_annealing, uniform_scan
+from safs_lite.method.pruning import prunable_layers
+from safs_lite.method.searchlog import read_history
+from safs_lite.run.baselines import BASELINES, DEFAULT_BASELINES, check_baselines
+from safs_lite.run.results import accuracies, table1
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2"]
 OPS = list(SEARCH_SPACE)
@@ -164,8 +164,8 @@ def test_every_baseline_is_recorded_and_retrained_like_stage1(baseline_run):
 def test_baselines_are_read_back_and_added_without_recomputing(baseline_run, tmp_path, monkeypatch):
     out, res = baseline_run
     calls = []
-    real = safs_lite.fitness.finetune_with
-    monkeypatch.setattr(safs_lite.fitness, "finetune_with", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = safs_lite.training.fitness.finetune_with
+    monkeypatch.setattr(safs_lite.training.fitness, "finetune_with", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = run_safs(SAFSConfig(preset="smoke", seed=4, sparsity=0.9), out=out, progress=False,
                      baselines=RETRAINED)
     assert not calls and again == res

@@ -40,7 +40,6 @@ def test_demo_runs_safs_end_to_end_and_prints_every_stage(tmp_path):
                                                 "uniform_safs"),
     (("run", "--threads", "-1"), "--threads -1: must be a whole number >= 1"),
     (("rl", "--threads", "-1"), "--threads -1: must be a whole number >= 1"),
-    (("reproduce", "--workers", "0"), "--workers 0: must be a whole number >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     r = run(*args)
@@ -51,14 +50,14 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
 
 def test_run_passes_every_registered_baseline_through(monkeypatch, capsys):
     """`run --baselines` takes every name of the registry, uniform_safs included, and hands them to run_safs."""
-    import safs_lite.safs
-    from safs_lite.baselines import BASELINES
+    import safs_lite.run.safs
     from safs_lite.cli import main
+    from safs_lite.run.baselines import BASELINES
 
     def asked(*args, baselines=None, **kwargs):
         raise ValueError(f"asked for {' '.join(baselines)}")
 
-    monkeypatch.setattr(safs_lite.safs, "run_safs", asked)
+    monkeypatch.setattr(safs_lite.run.safs, "run_safs", asked)
     assert main(["run", "--preset", "smoke", "--sparsity", "0.9", "--baselines", "uniform_safs", "swish"]) == 2
     assert main(["run", "--preset", "smoke", "--sparsity", "0.9", "--baselines", *BASELINES]) == 2
     err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("safs_lite: ")]
@@ -67,14 +66,14 @@ def test_run_passes_every_registered_baseline_through(monkeypatch, capsys):
 
 def test_a_diverged_run_is_one_line_not_a_traceback(monkeypatch, capsys):
     """Issue 22, item 11: NonFiniteLossError escaped the CLI's handler as a traceback."""
-    import safs_lite.safs
+    import safs_lite.run.safs
     from safs_lite.cli import main
-    from safs_lite.training import NonFiniteLossError
+    from safs_lite.training.loop import NonFiniteLossError
 
     def diverges(*args, **kwargs):
         raise NonFiniteLossError("non-finite training loss (nan) at epoch 1, batch 3: lr 10 with sgd diverged")
 
-    monkeypatch.setattr(safs_lite.safs, "run_safs", diverges)
+    monkeypatch.setattr(safs_lite.run.safs, "run_safs", diverges)
     assert main(["run", "--preset", "smoke", "--sparsity", "0.9"]) == 1
     err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("safs_lite: ")]
     assert err == ["error: non-finite training loss (nan) at epoch 1, batch 3: lr 10 with sgd diverged"]

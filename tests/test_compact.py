@@ -7,11 +7,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from safs_lite import TrainConfig, build_model, evaluate, make_searchable, prune_model, train
-from safs_lite.activations import ACTIVATIONS, Activation, activation_sites, set_activations, set_trainable_scales
-from safs_lite.compact import CompactNet, compact, engine_for, resolve_engine, unsupported
-from safs_lite.data import Data
-from safs_lite.pruning import clone, masks, prunable_layers
-from safs_lite.training import make_optimizer
+from safs_lite.data.core import Data
+from safs_lite.method.activations import (
+    ACTIVATIONS,
+    Activation,
+    activation_sites,
+    set_activations,
+    set_trainable_scales,
+)
+from safs_lite.method.pruning import clone, masks, prunable_layers
+from safs_lite.training.compact import CompactNet, compact, engine_for, resolve_engine, unsupported
+from safs_lite.training.loop import make_optimizer
 
 SPARSITIES = (0.5, 0.9, 0.99, 0.999)
 METHODS = ("layerwise", "global")
@@ -248,7 +254,7 @@ def test_constants_fold_exactly_when_whole_layers_are_cut():
 def test_dense_and_tap_convolutions_agree(taps, monkeypatch):
     """Both kernels a convolution may take (small dense conv2d, gathered taps) match the dense engine,
     on an unpruned network too (every unit live, no constants)."""
-    monkeypatch.setattr("safs_lite.compact.TAPS_MAX_DENSITY", taps)
+    monkeypatch.setattr("safs_lite.training.compact.TAPS_MAX_DENSITY", taps)
     x, y = inputs((1, 28, 28))
     for k, model in enumerate((build_model("lenet5", seed=7, activation="relu6"),
                                prune_model(build_model("lenet5", seed=7, activation="gelu"), 0.9))):

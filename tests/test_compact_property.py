@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import prune
 
-from safs_lite.activations import ACTIVATIONS, Activation
-from safs_lite.compact import CompactNet, resolve_engine, unsupported
-from safs_lite.pruning import prunable_layers
+from safs_lite.method.activations import ACTIVATIONS, Activation
+from safs_lite.method.pruning import prunable_layers
+from safs_lite.training.compact import CompactNet, resolve_engine, unsupported
 
 EXAMPLES = int(os.environ.get("SAFS_PROPERTY_EXAMPLES", "200"))
 

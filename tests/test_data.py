@@ -5,8 +5,10 @@ import struct
 import pytest
 import torch
 
-from safs_lite import data as data_mod
-from safs_lite.data import DataNotFoundError, load_data, random_crop_flip
+from safs_lite.data import builtin as data_mod
+from safs_lite.data.builtin import load_data
+from safs_lite.data.core import random_crop_flip
+from safs_lite.data.splits import DataNotFoundError
 
 
 def write_idx(folder, n_train=40, n_test=12, gz=True, seed=0):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from safs_lite.data import DataNotFoundError, load_data
+from safs_lite.data.builtin import load_data
+from safs_lite.data.splits import DataNotFoundError
 
 
 def _image_rows(n, offset, pixels):

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_data import write_idx
 from torch import nn
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 from safs_lite import Data, TrainConfig, evaluate, train
-from safs_lite.data import load_data
-from test_data import write_idx
+from safs_lite.data.builtin import load_data
 
 
 def _features(n=60, f=5, k=3, seed=0):

@@ -1,4 +1,4 @@
-"""Tests of safs_lite.deploy: freezing, checked exports with model cards, sparse layers, and the benchmark."""
+"""Tests of safs_lite.deploy.export: freezing, checked exports with model cards, sparse layers, and the benchmark."""
 from __future__ import annotations
 
 import argparse
@@ -15,11 +15,15 @@ import torch
 from torch import nn
 
 from safs_lite import build_model, load_safs_model, prune_model
-from safs_lite.activations import ACTIVATIONS, Activation, activation_sites
-from safs_lite.deploy import (CompactModule, FrozenActivation, SparseConv2d, SparseLinear, add_export_parser,
-                              check_export, export_run, freeze, load_exported, to_sparse)
-from safs_lite.pruning import prunable_layers
-from safs_lite.runs import load_json, save_json
+from safs_lite.deploy.checks import check_export
+from safs_lite.deploy.compact_module import CompactModule
+from safs_lite.deploy.export import add_export_parser, export_run
+from safs_lite.deploy.formats import load_exported
+from safs_lite.deploy.sparse import SparseConv2d, SparseLinear, to_sparse
+from safs_lite.method.activations import ACTIVATIONS, Activation, activation_sites
+from safs_lite.method.frozen import FrozenActivation, freeze
+from safs_lite.method.pruning import prunable_layers
+from safs_lite.run.folders import load_json, save_json
 
 REPO = Path(__file__).resolve().parents[1]
 OPS = ("tanh", "srs", "symexp", "gelu")
@@ -223,7 +227,7 @@ def test_to_sparse_bad_layout():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """One finished smoke SAFS run (about 10-60 s on 2 cores)."""
-    from safs_lite.safs import SAFSConfig, run_safs
+    from safs_lite.run.safs import SAFSConfig, run_safs
 
     out = tmp_path_factory.mktemp("safs_run") / "run"
     run_safs(SAFSConfig(model="lenet5", dataset="mnist", sparsity=0.99, pruning="layerwise", preset="smoke",
@@ -269,7 +273,7 @@ def test_export_command_prints_path_check_and_card(run_dir, tmp_path, capsys):
 
 
 def test_corrupted_export_raises_and_is_removed(run_dir, tmp_path, monkeypatch):
-    import safs_lite.deploy as deploy
+    import safs_lite.deploy.export as deploy
 
     real = deploy.freeze
 
@@ -333,7 +337,7 @@ def test_exports_carry_their_input_preprocessing(run_dir, fmt, tmp_path):
     predictions without an error. Each format now carries the preprocessing; applied to the raw test images
     it gives the run's predictions; ONNX refuses raw uint8 images in one line."""
     from safs_lite import load_data
-    from safs_lite.deploy import preprocess
+    from safs_lite.deploy.formats import preprocess
 
     path = export_run(run_dir, fmt, out=tmp_path / f"m.{fmt}")
     exported = load_exported(path)

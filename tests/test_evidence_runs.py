@@ -1,13 +1,22 @@
-"""Reading the evidence study back (safs_lite.evidence_runs): grouping by setting, the paired shape, the mechanism, verdicts."""
+"""Reading the evidence study back (safs_lite.study.evidence_runs): grouping by setting, the paired shape, the mechanism, verdicts."""
 import json
 import math
 
 import pandas as pd
 import pytest
 
-from safs_lite.evidence_runs import (MIN_SEEDS_FOR_VERDICT, Setting, evidence_comparisons, evidence_mechanism,
-                                     headline_table, interval_position, load_evidence, paired_accuracies, verdict)
 from safs_lite.paths import results_dir
+from safs_lite.study.evidence_runs import (
+    MIN_SEEDS_FOR_VERDICT,
+    Setting,
+    evidence_comparisons,
+    evidence_mechanism,
+    headline_table,
+    interval_position,
+    load_evidence,
+    paired_accuracies,
+    verdict,
+)
 
 
 def write_run(root, pruning, preset, seed, mp, safs, uniform, mechanism=True, collapsed_mp=False, sparsity=0.99):

@@ -1,4 +1,4 @@
-"""Accuracy against sparsity from the evidence study (`safs_lite.evidence`): on synthetic run tables."""
+"""Accuracy against sparsity from the evidence study (`safs_lite.study.evidence`): on synthetic run tables."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -7,8 +7,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from safs_lite.evidence import (BEST_FIXED, DODGE, LABELS, accuracy_vs_sparsity, format_sweep, read_sweep,  # noqa: E402
-                                sweep_points, write_accuracy_vs_sparsity)
+from safs_lite.study.evidence import (
+    BEST_FIXED,
+    DODGE,
+    LABELS,
+    accuracy_vs_sparsity,
+    format_sweep,
+    read_sweep,
+    sweep_points,
+    write_accuracy_vs_sparsity,
+)
 
 SETTINGS = [("layerwise", s) for s in (0.9, 0.95, 0.98, 0.99, 0.995)] + [("global", 0.9), ("global", 0.99),
                                                                           ("erk", 0.99), ("protected", 0.99)]

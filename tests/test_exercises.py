@@ -1,4 +1,4 @@
-"""Tests for safs_lite.exercises: a check passes a right answer, explains a wrong one (and only then hints), waits
+"""Tests for safs_lite.teach.exercises: a check passes a right answer, explains a wrong one (and only then hints), waits
 for a missing one without a hint, and tests the idea on inputs the notebooks do not print."""
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from safs_lite.exercises import CHECKS, check, optuna_promotions, reference_decisions
+from safs_lite.teach.exercises import CHECKS, check, optuna_promotions, reference_decisions
 
 
 def not_yet(*args):
@@ -108,7 +108,7 @@ def test_every_notebook_has_two_or_three_exercises():
 
 
 def test_09_returns_to_go_and_break_point():
-    from safs_lite.rl import break_point
+    from safs_lite.rl.policy import break_point
 
     def returns_to_go(rewards, gamma):
         out, g = [], 0.0

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import optuna
 import pytest
-
-import safs_lite.hpo
-from safs_lite import PRESETS, SAFSConfig, run_safs
-from safs_lite.runs import config_hash
-from safs_lite.storage import LOST, PID, RETRY_OF, SLOT, check_storage, next_claim, open_storage
 from test_data import write_idx
+
+import safs_lite.run.hpo
+from safs_lite import PRESETS, SAFSConfig, run_safs
+from safs_lite.run.key import config_hash
+from safs_lite.run.storage import LOST, PID, RETRY_OF, SLOT, check_storage, next_claim, open_storage
 
 TRIALS = 6
 
@@ -30,9 +30,9 @@ WORKER = r"""
 import os, sys, time, pathlib, torch
 torch.set_num_threads(1)
 from dataclasses import replace
-import safs_lite.hpo as hpo
+import safs_lite.run.hpo as hpo
 from safs_lite import Data, build_model, get_activations, prune_model
-from safs_lite.config import TRAIN_DEFAULTS
+from safs_lite.run.config import TRAIN_DEFAULTS
 url, name, trials, slow, barrier, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), \
     pathlib.Path(sys.argv[5]), int(sys.argv[6])
 g = torch.Generator().manual_seed(0)
@@ -115,7 +115,7 @@ def _workers(storage, name, n, slow, tmp_path):
 
 
 def _finished(trials):
-    return [t for t in trials if t.state in safs_lite.hpo.FINISHED]
+    return [t for t in trials if t.state in safs_lite.run.hpo.FINISHED]
 
 
 def test_two_processes_finish_exactly_the_budget_without_duplicates(storage, tmp_path):
@@ -142,7 +142,7 @@ def test_a_worker_killed_mid_trial_does_not_stop_the_study(storage, tmp_path):
                 states=(optuna.trial.TrialState.RUNNING,))
         except KeyError:  # the study does not exist yet
             running = []
-        if any(t.system_attrs.get(PID) == victim.pid and len(t.params) == len(safs_lite.hpo.PARAMS)
+        if any(t.system_attrs.get(PID) == victim.pid and len(t.params) == len(safs_lite.run.hpo.PARAMS)
                for t in running):  # sampled: now training
             break
         time.sleep(0.1)
@@ -202,7 +202,7 @@ def test_hpo_worker_finishes_a_runs_studies_and_the_numbers_do_not_change(tmp_pa
     def dies(*args, **kwargs):
         raise Killed()
 
-    monkeypatch.setattr(safs_lite.hpo, "finetune_with", dies)
+    monkeypatch.setattr(safs_lite.run.hpo, "finetune_with", dies)
     with pytest.raises(Killed):
         run_safs(cfg, out=tmp_path / "run", data_root=data, progress=False, storage=journal)
     monkeypatch.undo()
@@ -214,7 +214,7 @@ def test_hpo_worker_finishes_a_runs_studies_and_the_numbers_do_not_change(tmp_pa
     assert f"stage2: study finished on {journal}, {trials} trials ({trials} run by this worker)" in r.stdout
     assert f"safs: study finished on {journal}, {trials} trials ({trials} run by this worker)" in r.stdout
     calls = []
-    monkeypatch.setattr(safs_lite.hpo, "finetune_with", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(safs_lite.run.hpo, "finetune_with", lambda *a, **k: calls.append(1))
     res = run_safs(cfg, out=tmp_path / "run", data_root=data, progress=False, storage=journal)
     assert not calls  # every trial was the worker's
     assert res["test_accuracy"] == ref["test_accuracy"] and res["alpha_beta"] == ref["alpha_beta"]
@@ -228,8 +228,9 @@ def test_hpo_worker_finishes_a_runs_studies_and_the_numbers_do_not_change(tmp_pa
 
 def _tiny_stage2_inputs(seed: int = 0):
     import torch
+
     from safs_lite import Data, build_model, get_activations, prune_model
-    from safs_lite.config import TRAIN_DEFAULTS, Preset
+    from safs_lite.run.config import TRAIN_DEFAULTS, Preset
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(192, 1, 28, 28, generator=g), torch.randint(0, 10, (192,), generator=g)
@@ -244,13 +245,13 @@ def _tiny_stage2_inputs(seed: int = 0):
 def test_runs_whose_folders_share_a_basename_each_run_their_own_trials(tmp_path, monkeypatch):
     """Issue 22, item 1: /a/r0 and /b/r0 (other keys) on one journal storage: the second run does not
     borrow the first one's finished study; a study holding another pruned network is refused in one line."""
-    from safs_lite.pipeline import stage2_study
-    from safs_lite.runs import save_json
+    from safs_lite.run.folders import save_json
+    from safs_lite.run.pipeline import stage2_study
 
     journal = f"journal:{tmp_path / 'studies.log'}"
     calls = []
-    real = safs_lite.hpo.finetune_with
-    monkeypatch.setattr(safs_lite.hpo, "finetune_with", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    real = safs_lite.run.hpo.finetune_with
+    monkeypatch.setattr(safs_lite.run.hpo, "finetune_with", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     pruned, data, ops, budgets, base = _tiny_stage2_inputs()
     studies = []
     for parent, sparsity in (("a", 0.9), ("b", 0.99)):
@@ -272,7 +273,7 @@ def test_runs_whose_folders_share_a_basename_each_run_their_own_trials(tmp_path,
 def test_the_heartbeat_outlives_a_failed_write_and_stops_with_its_trial():
     """Issue 22, item 8: the heartbeat thread stopped for good on any exception (a storage briefly
     unreachable), so a live worker's trial was later reaped as lost."""
-    from safs_lite.storage import BEAT, heartbeat
+    from safs_lite.run.storage import BEAT, heartbeat
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage)
@@ -298,7 +299,7 @@ def test_a_trial_is_lost_by_heartbeat_across_pid_namespaces_and_reused_pids():
     reaped live trials); a dead worker whose pid another process reused kept its trial running forever."""
     from optuna.trial import TrialState, create_trial
 
-    from safs_lite.storage import _HOSTNAME, _PIDNS, BEAT, GRACE_S, HOST, PIDNS, is_lost
+    from safs_lite.run.storage import _HOSTNAME, _PIDNS, BEAT, GRACE_S, HOST, PIDNS, is_lost
 
     def running(pid, beat_age, pidns=_PIDNS):
         return create_trial(state=TrialState.RUNNING, system_attrs={HOST: _HOSTNAME, PID: pid, PIDNS: pidns,
@@ -333,8 +334,8 @@ def test_the_pruner_stops_trials_at_a_rung_inside_tune(tmp_path, monkeypatch):
     """Successive halving inside `tune`: after epoch 1 only the top third of the trials that reached it go on;
     every PRUNED trial scored below a trial that went on at that rung."""
     pruned, data, ops, budgets, base = _tiny_stage2_inputs()
-    monkeypatch.setattr(safs_lite.hpo, "finetune_with", _scripted_finetune(lambda cfg, e: 100 * cfg.lr + e))
-    study = safs_lite.hpo.tune(pruned, data, ops, replace(base, epochs=3), 9, tmp_path, seed=0, progress=False)
+    monkeypatch.setattr(safs_lite.run.hpo, "finetune_with", _scripted_finetune(lambda cfg, e: 100 * cfg.lr + e))
+    study = safs_lite.run.hpo.tune(pruned, data, ops, replace(base, epochs=3), 9, tmp_path, seed=0, progress=False)
     states = [t.state for t in study.trials]
     pruned_trials = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert len(study.trials) == 9 and pruned_trials and optuna.trial.TrialState.COMPLETE in states
@@ -350,13 +351,13 @@ def test_a_trial_that_reported_then_died_is_retried_with_its_parameters(tmp_path
     hyperparameters; the study still ends with exactly its budget of finished trials."""
     pruned, data, ops, budgets, base = _tiny_stage2_inputs()
     died: list[float] = []
-    monkeypatch.setattr(safs_lite.hpo, "finetune_with", _scripted_finetune(lambda cfg, e: 50.0 + e, died))
+    monkeypatch.setattr(safs_lite.run.hpo, "finetune_with", _scripted_finetune(lambda cfg, e: 50.0 + e, died))
     with pytest.raises(Killed):
-        safs_lite.hpo.tune(pruned, data, ops, replace(base, epochs=2), 3, tmp_path, seed=0, progress=False)
-    study = safs_lite.hpo.tune(pruned, data, ops, replace(base, epochs=2), 3, tmp_path, seed=0, progress=False)
+        safs_lite.run.hpo.tune(pruned, data, ops, replace(base, epochs=2), 3, tmp_path, seed=0, progress=False)
+    study = safs_lite.run.hpo.tune(pruned, data, ops, replace(base, epochs=2), 3, tmp_path, seed=0, progress=False)
     [lost] = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert LOST in lost.system_attrs and lost.intermediate_values == {1: pytest.approx(51.0, abs=1e-5)}
     [retry] = [t for t in study.trials if t.system_attrs.get(RETRY_OF) == lost.number]
     assert retry.params == lost.params and retry.params["lr"] == died[0]
     assert retry.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    assert len(study.get_trials(states=safs_lite.hpo.FINISHED)) == 3
+    assert len(study.get_trials(states=safs_lite.run.hpo.FINISHED)) == 3

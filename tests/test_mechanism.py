@@ -10,10 +10,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from safs_lite import build_model, prune_model  # noqa: E402
-from safs_lite.activations import Activation, set_activations  # noqa: E402
-from safs_lite.mechanism import (alive_units, collapse, collapsed_accuracy, mechanism_table,  # noqa: E402
-                                 output_connected)
-from safs_lite.plots import plot_gain_vs_baseline  # noqa: E402
+from safs_lite.method.activations import Activation, set_activations  # noqa: E402
+from safs_lite.study.plots import plot_gain_vs_baseline  # noqa: E402
+from safs_lite.teach.mechanism import alive_units, collapse, collapsed_accuracy, mechanism_table, output_connected
 
 
 def tiny(op="relu"):

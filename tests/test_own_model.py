@@ -7,11 +7,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from safs_lite.baselines import DEFAULT_BASELINES
-from safs_lite import (Data, SAFSConfig, get_activations, load_data, load_safs_model, masks, run_safs, search,
-                       train_dense)
-from safs_lite.config import PRESETS, TRAIN_DEFAULTS
-from safs_lite.pruning import prunable_layers
+from safs_lite import (
+    Data,
+    SAFSConfig,
+    get_activations,
+    load_data,
+    load_safs_model,
+    masks,
+    run_safs,
+    search,
+    train_dense,
+)
+from safs_lite.method.pruning import prunable_layers
+from safs_lite.run.baselines import DEFAULT_BASELINES
+from safs_lite.run.config import PRESETS, TRAIN_DEFAULTS
 
 
 class MixedMLP(nn.Module):
@@ -141,7 +150,8 @@ def test_search_decides_on_validation_only(own, split_reads, tmp_path):
 
 
 def test_export_of_ones_own_network_is_checked_on_ones_own_data(own):
-    from safs_lite.deploy import export_run, load_exported
+    from safs_lite.deploy.export import export_run
+    from safs_lite.deploy.formats import load_exported
 
     data, found, out = own
     with pytest.raises(ValueError, match="data of your own.*pass it as data="):
@@ -163,8 +173,8 @@ def test_export_of_ones_own_network_is_checked_on_ones_own_data(own):
 
 def test_check_of_ones_own_run_names_what_it_needs_then_passes(own):
     """Issue 22, item 11: `check` on a run of one's own network ended in "unknown dataset 'blobs'"."""
-    from safs_lite.check import check_run
     from safs_lite.cli import main
+    from safs_lite.run.check import check_run
 
     data, _, out = own
     [line] = check_run(out)
@@ -178,7 +188,7 @@ def test_search_warns_when_the_network_it_takes_as_trained_is_not(own, monkeypat
     train_dense=True, and stays quiet for a trained one."""
     import warnings
 
-    import safs_lite.safs
+    import safs_lite.run.safs
     from safs_lite import TrainConfig, train
 
     class Stop(Exception):
@@ -188,7 +198,7 @@ def test_search_warns_when_the_network_it_takes_as_trained_is_not(own, monkeypat
         raise Stop()
 
     data, _, _ = own
-    monkeypatch.setattr(safs_lite.safs, "run", stop)  # the warning comes before the pipeline
+    monkeypatch.setattr(safs_lite.run.safs, "run", stop)  # the warning comes before the pipeline
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match=r"near the .*% of always answering its most common class.*train_dense=True"):
         with pytest.raises(Stop):

@@ -1,4 +1,4 @@
-"""Tests for safs_lite.plots: what each figure contains, the PNG files, and sparsity_table's counts."""
+"""Tests for safs_lite.study.plots: what each figure contains, the PNG files, and sparsity_table's counts."""
 
 import matplotlib
 
@@ -10,7 +10,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from safs_lite import build_model, prune_model, sparsity_report, sparsity_table  # noqa: E402
-from safs_lite.plots import plot_accuracy_vs_sparsity, plot_confusion, plot_history  # noqa: E402
+from safs_lite.study.plots import plot_accuracy_vs_sparsity
+from safs_lite.teach.plots import plot_confusion, plot_history  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -1,4 +1,4 @@
-"""Tests for the search, activation-scale and HPO plots in safs_lite.plots: what each figure draws, and its PNG."""
+"""Tests for the search, activation-scale and HPO plots in safs_lite.study.plots: what each figure draws, and its PNG."""
 
 import matplotlib
 
@@ -13,10 +13,16 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution  # n
 from optuna.trial import TrialState, create_trial  # noqa: E402
 
 from safs_lite import SearchConfig, random_search, read_history  # noqa: E402
-from safs_lite.lahc import lahc  # noqa: E402
-from safs_lite.plots import (best_by_evaluations, plot_alpha_beta_trajectory, plot_hpo_history,  # noqa: E402
-                             plot_lahc_trajectory, plot_operator_choices, plot_param_importance,
-                             plot_search_comparison)
+from safs_lite.method.lahc import lahc  # noqa: E402
+from safs_lite.study.plots import (
+    best_by_evaluations,
+    plot_alpha_beta_trajectory,
+    plot_hpo_history,
+    plot_lahc_trajectory,
+    plot_operator_choices,
+    plot_param_importance,
+    plot_search_comparison,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LAYERS = ["conv1", "conv2", "fc1", "fc2"]

@@ -5,17 +5,17 @@ import shutil
 import pytest
 import torch
 
-import safs_lite.runs
+import safs_lite.run.folders
 from safs_lite import build_model, load_data, prune_model
-from safs_lite.check import check_run
 from safs_lite.cli import main as cli_main
-from safs_lite.fitness import candidate_fitness
-from safs_lite.pruning import clone, masks
-from safs_lite.runs import load_state
-from safs_lite.config import SAFSConfig
-from safs_lite.runs import default_out, key_diff, run_key
-from safs_lite.safs import run_safs
-from safs_lite.training import NonFiniteLossError, TrainConfig, train
+from safs_lite.method.pruning import clone, masks
+from safs_lite.run.check import check_run
+from safs_lite.run.config import SAFSConfig
+from safs_lite.run.folders import default_out, load_state
+from safs_lite.run.key import key_diff, run_key
+from safs_lite.run.safs import run_safs
+from safs_lite.training.fitness import candidate_fitness
+from safs_lite.training.loop import NonFiniteLossError, TrainConfig, train
 from safs_lite.version import KIT_VERSION
 
 CFG = SAFSConfig(preset="smoke", seed=4, sparsity=0.9)
@@ -103,8 +103,8 @@ def test_check_reads_every_record_a_run_wrote(finished, tmp_path, capsys):
 
 def test_check_verifies_the_shipped_slim_folders_and_says_what_it_cannot(tmp_path):
     """Issue 29, item 11: shipped folders keep records, not checkpoints; `check` verifies what they hold."""
-    from safs_lite.check import check_report
     from safs_lite.paths import REPO_ROOT
+    from safs_lite.run.check import check_report
 
     folders = sorted((REPO_ROOT / "results" / "runs").iterdir()) + \
         sorted((REPO_ROOT / "results" / "evidence" / "runs").iterdir())
@@ -124,7 +124,7 @@ def test_check_verifies_the_shipped_slim_folders_and_says_what_it_cannot(tmp_pat
 def test_check_re_evaluates_a_gpu_or_amp_run_with_its_documented_tolerance(finished, tmp_path):
     """Issue 22, item 7: results.json records device and precision; a run made on a GPU with --amp is
     re-evaluated on the CPU in float32 here and may differ by check.TOLERANCE points, not by 1e-6."""
-    from safs_lite.check import TOLERANCE
+    from safs_lite.run.check import TOLERANCE
 
     _, out, res = finished
     assert {k: res["config"][k] for k in ("device", "amp", "channels_last")} == \
@@ -217,11 +217,11 @@ def test_an_interrupted_checkpoint_write_is_never_read_as_valid(tmp_path, monkey
             raise KeyboardInterrupt
         return real_save(obj, path, *args, **kwargs)
 
-    monkeypatch.setattr(safs_lite.runs.torch, "save", dies_mid_write)
+    monkeypatch.setattr(safs_lite.run.folders.torch, "save", dies_mid_write)
     with pytest.raises(KeyboardInterrupt):
         run_safs(CFG, out=tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "stage2.pt").exists() and not (tmp_path / "run" / "stage2.json").exists()
-    monkeypatch.setattr(safs_lite.runs.torch, "save", real_save)
+    monkeypatch.setattr(safs_lite.run.folders.torch, "save", real_save)
     res = run_safs(CFG, out=tmp_path / "run", progress=False)
     assert res["test_accuracy"] == ref["test_accuracy"] and res["alpha_beta"] == ref["alpha_beta"]
     assert check_run(tmp_path / "run") == []
@@ -239,7 +239,7 @@ def test_deterministic_mode_is_on_while_set_and_off_after(data, monkeypatch):
     """set_deterministic(True) switches torch's deterministic algorithms on (observable on the CPU: fresh
     memory is filled with NaN instead of left as it was), sets the cuBLAS workspace and cuDNN's flags;
     False undoes it. A training run under it repeats. (It replaced a test that passed with a no-op.)"""
-    from safs_lite.training import set_deterministic
+    from safs_lite.training.loop import set_deterministic
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     cfg = TrainConfig(epochs=1, train_subset=1024, seed=5)
@@ -258,8 +258,8 @@ def test_deterministic_mode_is_on_while_set_and_off_after(data, monkeypatch):
 def test_keys_hold_the_device_and_thread_count_and_caches_the_operators_version(data, tmp_path, monkeypatch):
     """Issue 22, item 12: 1 and 2 CPU threads give other numbers, so other run folders and other dense
     and magnitude-pruning caches; so does another OPS_VERSION; the folder naming scheme stays."""
-    import safs_lite.pipeline
-    from safs_lite import Data, train_dense, magnitude_pruning
+    import safs_lite.run.pipeline
+    from safs_lite import Data, magnitude_pruning, train_dense
 
     threads = torch.get_num_threads()
     try:
@@ -276,10 +276,10 @@ def test_keys_hold_the_device_and_thread_count_and_caches_the_operators_version(
         tiny = Data.from_tensors((x[:64], y[:64]), (x[80:], y[80:]), val=(x[64:80], y[64:80]))
         cfg = TrainConfig(epochs=1, batch_size=32)
         trained = []
-        monkeypatch.setattr(safs_lite.pipeline, "train", lambda *a, **k: trained.append(1) or [])
+        monkeypatch.setattr(safs_lite.run.pipeline, "train", lambda *a, **k: trained.append(1) or [])
         for n, ops_version in ((1, "v"), (2, "v"), (2, "v"), (2, "w")):
             torch.set_num_threads(n)
-            monkeypatch.setattr(safs_lite.pipeline, "OPS_VERSION", ops_version)
+            monkeypatch.setattr(safs_lite.run.pipeline, "OPS_VERSION", ops_version)
             model, _ = train_dense("lenet5", tiny, cfg, runs=tmp_path, progress=False)
             magnitude_pruning(model, tiny, 0.5, cfg=cfg, runs=tmp_path, progress=False)
         assert len(trained) == 2 * 3  # (1, v), (2, v), (2, w): dense and fine-tune each; (2, v) again cached
@@ -290,7 +290,7 @@ def test_keys_hold_the_device_and_thread_count_and_caches_the_operators_version(
 def test_finished_runs_are_found_whatever_thread_count_made_them(data, tmp_path):
     """`figures` / `find_runs` read runs that `reproduce --workers` made single-threaded from a process with more
     threads: the key may differ in device and threads only; a run on other data is still not found."""
-    from safs_lite.runs import find_finished, save_json
+    from safs_lite.run.folders import find_finished, save_json
 
     assert find_finished(CFG, tmp_path) is None
     made = default_out(CFG, tmp_path, data=data, threads=7)

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from safs_lite import build_model, export, load_pruned, masks, prune_model, sparsity_report
-from safs_lite.pruning import prunable_layers
+from safs_lite.method.pruning import prunable_layers
 
 SPARSITIES = [0.0, 0.5, 0.7, 0.9, 0.95, 0.98, 0.99]
 
@@ -122,7 +122,7 @@ def test_bad_method_and_double_pruning_are_rejected():
 
 
 def test_connected_units_follow_kept_weights_through_the_chain():
-    from safs_lite.pruning import accuracy_ceiling, connected_units, input_connected
+    from safs_lite.method.pruning import accuracy_ceiling, connected_units, input_connected
 
     model = prune_model(build_model("lenet5"), 0.0)  # masks attached, all ones
     with torch.no_grad():
@@ -148,7 +148,7 @@ def test_connected_units_follow_kept_weights_through_the_chain():
 def test_a_loaded_pruned_model_shows_its_masked_weights_before_any_forward():
     """`weight` of a pruned layer is weight_orig * mask right after loading (torch refreshes it only in a forward;
     the compact engine never runs that hook)."""
-    from safs_lite.pruning import load_pruned
+    from safs_lite.method.pruning import load_pruned
 
     src = prune_model(build_model("lenet5", seed=0), 0.9)
     fresh = prune_model(build_model("lenet5", seed=1), 0.0)

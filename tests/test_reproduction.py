@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from safs_lite.figures import find_runs
-from safs_lite.plots import plot_found_activations, plot_sweep, plot_table1_bars
-from safs_lite.results import COLUMNS, accuracies, alpha_beta_frame, load_table, table1_frame
-from safs_lite.searchlog import read_history
-from safs_lite.sweep import CSV_COLUMNS, FIGURE_FILE, TABLE_FILE, load_sweep
+from safs_lite.method.searchlog import read_history
+from safs_lite.run.results import COLUMNS, accuracies, alpha_beta_frame, load_table, table1_frame
+from safs_lite.study.figures import find_runs
+from safs_lite.study.plots import plot_found_activations, plot_sweep, plot_table1_bars
+from safs_lite.study.sweep import CSV_COLUMNS, FIGURE_FILE, TABLE_FILE, load_sweep
 
 FIGURES = ["table1_bars.png", "operators_found.png", "alpha_beta_learned.png", "activations_found.png",
            "lahc_trajectory_s0.png", "lahc_trajectory_s1.png", "lahc_vs_random.png"]
@@ -121,7 +121,7 @@ def test_sweep_writes_a_tidy_table_and_the_figure(tmp_path):
     assert load_sweep(figures / TABLE_FILE).equals(table)
 
     # the notebook's run picker shows the numbers of the run it is set to
-    from safs_lite.widgets import run_browser
+    from safs_lite.teach.widgets import run_browser
     box = run_browser(table, runs=runs)
     pick = {w.description: w for w in box.children[0].children}
     pick["sparsity"].value, pick["seed"].value = 0.99, 1

@@ -1,4 +1,4 @@
-"""safs_lite.rl: masks through policy-gradient fine-tuning, seed splits, resume, bad input, the smoke CLI."""
+"""safs_lite.rl.policy: masks through policy-gradient fine-tuning, seed splits, resume, bad input, the smoke CLI."""
 import json
 
 import pytest
@@ -6,10 +6,10 @@ import torch
 
 pytest.importorskip("gymnasium")
 
-from safs_lite import rl  # noqa: E402
 from safs_lite.cli import main  # noqa: E402
-from safs_lite.pruning import clone, masks, prunable_layers, prune_model  # noqa: E402
-from safs_lite.runs import load_json  # noqa: E402
+from safs_lite.method.pruning import clone, masks, prunable_layers, prune_model  # noqa: E402
+from safs_lite.rl import policy as rl  # noqa: E402
+from safs_lite.run.folders import load_json  # noqa: E402
 
 ENV = "CartPole-v1"
 
@@ -194,7 +194,7 @@ def test_break_point_holds_for_negative_returns():
 def test_cartpole_strip_draws_each_observation(tmp_path):
     import numpy as np
 
-    from safs_lite.rl_plots import plot_cartpole_strip, pole_tip
+    from safs_lite.rl.plots import plot_cartpole_strip, pole_tip
 
     obs = np.array([[0.0, 0, 0.0, 0], [1.0, 0, 0.2, 0], [-2.0, 0, -0.1, 0]])
     fig = plot_cartpole_strip({"a": obs, "b": obs[:2]}, frames=3, path=tmp_path / "strip.png")

@@ -7,16 +7,25 @@ import sys
 import pytest
 import torch
 
-import safs_lite.fitness
-import safs_lite.hpo
-import safs_lite.config
-from safs_lite import SEARCH_SPACE, build_model, load_data, prune_model, train_dense
-from safs_lite.pruning import masks, prunable_layers
-from safs_lite import PRESETS, SAFSConfig, load_safs_model, run_safs
-from safs_lite.baselines import DEFAULT_BASELINES
+import safs_lite.run.config
+import safs_lite.run.hpo
+import safs_lite.training.fitness
+from safs_lite import (
+    PRESETS,
+    SEARCH_SPACE,
+    SAFSConfig,
+    build_model,
+    load_data,
+    load_safs_model,
+    prune_model,
+    run_safs,
+    train_dense,
+)
+from safs_lite.method.pruning import masks, prunable_layers
+from safs_lite.run.baselines import DEFAULT_BASELINES
 
 SITES = ["conv1", "conv2", "fc1", "fc2"]
-REAL_FINETUNE = safs_lite.hpo.finetune_with
+REAL_FINETUNE = safs_lite.run.hpo.finetune_with
 
 
 def cli(*args):
@@ -93,7 +102,7 @@ def test_pruned_weights_stay_zero_through_search_and_hpo(smoke_run):
     """Pruned weights stay exactly zero through stage 1, stage 2 and SAFS, at the magnitude-pruning positions."""
     out, _ = smoke_run
     data = load_data("mnist", quiet=True, seed=0)
-    cfg = safs_lite.config.TRAIN_DEFAULTS["lenet5"]
+    cfg = safs_lite.run.config.TRAIN_DEFAULTS["lenet5"]
     from dataclasses import replace
     dense, _ = train_dense("lenet5", data, replace(cfg, epochs=PRESETS["smoke"].dense_epochs, seed=0),
                            progress=False)
@@ -130,30 +139,30 @@ def test_interrupted_run_resumes_without_redoing_work(tmp_path, monkeypatch):
     cfg = SAFSConfig(preset="smoke", seed=1, sparsity=0.9)
     steps, trials = PRESETS["smoke"].lahc_steps, PRESETS["smoke"].hpo_trials
 
-    # Reference: one uninterrupted run, counting every fine-tune (candidates start in safs_lite.fitness).
-    calls = _counting(monkeypatch, safs_lite.fitness)
-    hpo_calls = _counting(monkeypatch, safs_lite.hpo)
+    # Reference: one uninterrupted run, counting every fine-tune (candidates start in safs_lite.training.fitness).
+    calls = _counting(monkeypatch, safs_lite.training.fitness)
+    hpo_calls = _counting(monkeypatch, safs_lite.run.hpo)
     ref = run_safs(cfg, out=tmp_path / "ref", progress=False, baselines=())  # stage-1 candidates only
     evaluations = len(calls)  # stage-1 candidates
     assert 1 <= evaluations <= steps + 1
     assert len(hpo_calls) == 2 * trials
 
     # Killed during stage 1 after 2 candidate evaluations ...
-    calls = _counting(monkeypatch, safs_lite.fitness, kill_after=2)
+    calls = _counting(monkeypatch, safs_lite.training.fitness, kill_after=2)
     with pytest.raises(Killed):
         run_safs(cfg, out=tmp_path / "run", progress=False, baselines=())
     rows = (tmp_path / "run" / "stage1_search.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2  # header + the two finished evaluations
     # ... then killed during stage 2 after 2 trials ...
-    calls = _counting(monkeypatch, safs_lite.fitness)
-    hpo_calls = _counting(monkeypatch, safs_lite.hpo, kill_after=2)
+    calls = _counting(monkeypatch, safs_lite.training.fitness)
+    hpo_calls = _counting(monkeypatch, safs_lite.run.hpo, kill_after=2)
     with pytest.raises(Killed):
         run_safs(cfg, out=tmp_path / "run", progress=False, baselines=())
     assert len(calls) == evaluations - 2  # finished ones not redone
     assert (tmp_path / "run" / "stage1.json").exists() and not (tmp_path / "run" / "stage2.json").exists()
     # ... and finished: only the missing trials run, and the numbers equal the uninterrupted run's.
-    calls = _counting(monkeypatch, safs_lite.fitness)
-    hpo_calls = _counting(monkeypatch, safs_lite.hpo)
+    calls = _counting(monkeypatch, safs_lite.training.fitness)
+    hpo_calls = _counting(monkeypatch, safs_lite.run.hpo)
     res = run_safs(cfg, out=tmp_path / "run", progress=False, baselines=())
     assert not calls
     assert len(hpo_calls) == 2 * trials - 2
@@ -172,19 +181,19 @@ def test_random_search_as_stage1_spends_lahcs_step_budget(tmp_path):
 def test_random_search_baseline_uses_lahcs_real_budget(tmp_path, monkeypatch):
     """The random baseline gets exactly as many candidate fine-tunes as LAHC really made (its cache answers
     revisited vectors without training), counted at the objective, not read from a preset."""
-    import safs_lite.baselines
-    import safs_lite.pipeline
+    import safs_lite.run.baselines
+    import safs_lite.run.pipeline
 
     calls: list[list[int]] = []
-    real = safs_lite.pipeline.candidate_fitness
+    real = safs_lite.run.pipeline.candidate_fitness
 
     def counting(*args, **kwargs):
         fitness, count = real(*args, **kwargs), []
         calls.append(count)
         return lambda ops: (count.append(1), fitness(ops))[1]
 
-    monkeypatch.setattr(safs_lite.pipeline, "candidate_fitness", counting)
-    monkeypatch.setattr(safs_lite.baselines, "candidate_fitness", counting)
+    monkeypatch.setattr(safs_lite.run.pipeline, "candidate_fitness", counting)
+    monkeypatch.setattr(safs_lite.run.baselines, "candidate_fitness", counting)
     cfg = SAFSConfig(preset="smoke", seed=2, sparsity=0.9)
     run_safs(cfg, out=tmp_path / "run", progress=False, baselines=("random",))
     lahc_calls, random_calls = (len(c) for c in calls)

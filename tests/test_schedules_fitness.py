@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from safs_lite import TrainConfig, build_model, load_data, prune_model
-from safs_lite.fitness import FITNESSES, candidate_fitness, check_fitness, score, tiebreak_score
-from safs_lite.lahc import SearchConfig, lahc
-from safs_lite.training import SCHEDULERS, RunSchedule
+from safs_lite.method.lahc import SearchConfig, lahc
+from safs_lite.training.fitness import FITNESSES, candidate_fitness, check_fitness, score, tiebreak_score
+from safs_lite.training.loop import SCHEDULERS, RunSchedule
 
 
 def lrs(name, epochs, steps_per_epoch=12, losses=None, lr=0.1):
@@ -67,7 +67,7 @@ def test_adam_beta1_never_above_beta2():
 def test_hpo_search_space_keeps_beta1_below_beta2():
     import optuna
 
-    from safs_lite.hpo import suggest_config
+    from safs_lite.run.hpo import suggest_config
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     base = TrainConfig(optimizer="adam", beta2=0.99)
@@ -154,7 +154,7 @@ def _tiny(n_train=33, n_val=64, seed=0):
 def test_a_schedule_through_train_spans_exactly_the_batches_run():
     """Issue 22, item 10: 33 images in batches of 32 run one batch per epoch (a final 1-image batch is
     dropped), so a 4-epoch cosine spans 4 batches: the last batch runs at lr (1 + cos(3 pi / 4)) / 2."""
-    from safs_lite.training import train_batches
+    from safs_lite.training.loop import train_batches
 
     hist = __import__("safs_lite").train(build_model("lenet5"), _tiny(), TrainConfig(
         epochs=4, lr=0.1, batch_size=32, scheduler="cosine", select="last"), progress=False)
@@ -196,7 +196,7 @@ def _count_syncs(monkeypatch):
 def test_training_on_a_gpu_path_reads_the_device_a_few_times_per_epoch_not_per_batch(monkeypatch, scheduler):
     """Issue 22, item 6: the CUDA path (forced here on the CPU) checks the loss every SYNC_EVERY batches,
     not every batch, and `evaluate` reads its sums once."""
-    import safs_lite.training as tr
+    import safs_lite.training.loop as tr
 
     monkeypatch.setattr(tr, "_sync_every", lambda device: 8, raising=False)
     data = _tiny(n_train=320)
@@ -213,8 +213,8 @@ def test_training_on_a_gpu_path_reads_the_device_a_few_times_per_epoch_not_per_b
 def test_a_non_finite_step_on_the_gpu_path_never_stays_in_the_weights(monkeypatch):
     """Issue 22, item 6: with checks every 4 batches, a NaN image in batch 6 of the first epoch stops
     training and the weights are those of the last check before it: finite, pruned ones exactly zero."""
-    import safs_lite.training as tr
-    from safs_lite.pruning import masks
+    import safs_lite.training.loop as tr
+    from safs_lite.method.pruning import masks
 
     monkeypatch.setattr(tr, "_sync_every", lambda device: 4, raising=False)
     data = _tiny(n_train=64)
@@ -236,7 +236,7 @@ def test_a_non_finite_step_on_the_gpu_path_never_stays_in_the_weights(monkeypatc
 def test_a_step_that_overflows_the_weights_on_the_gpu_path_is_rolled_back(monkeypatch):
     """The GPU path's check also reads the weights: a step on a finite loss that makes them non-finite is never
     kept (nor copied as the state to roll back to)."""
-    import safs_lite.training as tr
+    import safs_lite.training.loop as tr
 
     monkeypatch.setattr(tr, "_sync_every", lambda device: 4, raising=False)
     model = build_model("lenet5", seed=0)

@@ -1,12 +1,12 @@
-"""Tests of safs_lite.lahc and safs_lite.searchlog: LAHC, random search, the cache and CSV resume (toy objectives, no torch)."""
+"""Tests of safs_lite.method.lahc and safs_lite.method.searchlog: LAHC, random search, the cache and CSV resume (toy objectives, no torch)."""
 
 import random
 
 import pytest
 
-from safs_lite import searchlog
-from safs_lite.lahc import MOVES, SearchConfig, lahc, lahc_accepts, random_search
-from safs_lite.searchlog import format_vector, parse_vector, read_history
+from safs_lite.method import searchlog
+from safs_lite.method.lahc import MOVES, SearchConfig, lahc, lahc_accepts, random_search
+from safs_lite.method.searchlog import format_vector, parse_vector, read_history
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2", "fc3"]
 OPS = ["relu6", "tanh", "elu", "gelu", "symlog"]

@@ -1,4 +1,4 @@
-"""Tests for safs_lite.searchable: automatic activation sites on any nn.Module."""
+"""Tests for safs_lite.nets.searchable: automatic activation sites on any nn.Module."""
 import copy
 
 import pytest
@@ -8,10 +8,16 @@ from torch import nn
 from torchvision.models import mobilenet_v3_small, resnet18
 
 from safs_lite import make_searchable, unsupported_activations
-from safs_lite.activations import (Activation, activation_sites, get_activations, get_alpha_beta, set_activations,
-                                   set_trainable_scales)
-from safs_lite.models import build_model
-from safs_lite.pruning import load_pruned, masks, prune_model
+from safs_lite.method.activations import (
+    Activation,
+    activation_sites,
+    get_activations,
+    get_alpha_beta,
+    set_activations,
+    set_trainable_scales,
+)
+from safs_lite.method.pruning import load_pruned, masks, prune_model
+from safs_lite.nets.models import build_model
 
 
 class MixedMLP(nn.Module):

@@ -1,4 +1,4 @@
-"""Tests for safs_lite.shipped: the tracked results/ folder reads back as the runs it was collected from."""
+"""Tests for safs_lite.study.shipped: the tracked results/ folder reads back as the runs it was collected from."""
 import json
 
 import optuna
@@ -7,13 +7,21 @@ import pytest
 import torch
 
 from safs_lite import build_model, prune_model
-from safs_lite.hpo import suggest_config
-from safs_lite.config import TRAIN_DEFAULTS
-from safs_lite.pruning import accuracy_ceiling, masks
-from safs_lite.results import COLUMNS, load_table, table1
-from safs_lite.runs import load_json
-from safs_lite.shipped import (load_network, manifest, save_network, shipped_runs, shipped_sweep, study_from_csv,
-                               study_to_csv, shipped_test_labels)
+from safs_lite.method.pruning import accuracy_ceiling, masks
+from safs_lite.run.config import TRAIN_DEFAULTS
+from safs_lite.run.folders import load_json
+from safs_lite.run.hpo import suggest_config
+from safs_lite.run.results import COLUMNS, load_table, table1
+from safs_lite.study.shipped import (
+    load_network,
+    manifest,
+    save_network,
+    shipped_runs,
+    shipped_sweep,
+    shipped_test_labels,
+    study_from_csv,
+    study_to_csv,
+)
 
 
 def test_a_pruned_network_round_trips_in_a_few_kilobytes(tmp_path):

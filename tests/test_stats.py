@@ -3,8 +3,16 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from safs_lite.stats import (bootstrap_interval, comparison_table, differences, format_comparison, paired,
-                             t_interval, wilcoxon_p, win_tie_loss)
+from safs_lite.study.stats import (
+    bootstrap_interval,
+    comparison_table,
+    differences,
+    format_comparison,
+    paired,
+    t_interval,
+    wilcoxon_p,
+    win_tie_loss,
+)
 
 
 def test_all_positive_differences_give_an_interval_above_zero_and_every_win():

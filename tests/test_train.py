@@ -5,11 +5,20 @@ from dataclasses import replace
 import pytest
 import torch
 
-from safs_lite import (TrainConfig, build_model, evaluate, load_data, magnitude_pruning, prune_model,
-                       sparsity_report, train, train_dense)
-from safs_lite.activations import set_trainable_scales
-from safs_lite.models import check_compatible
-from safs_lite.training import make_optimizer
+from safs_lite import (
+    TrainConfig,
+    build_model,
+    evaluate,
+    load_data,
+    magnitude_pruning,
+    prune_model,
+    sparsity_report,
+    train,
+    train_dense,
+)
+from safs_lite.method.activations import set_trainable_scales
+from safs_lite.nets.models import check_compatible
+from safs_lite.training.loop import make_optimizer
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +121,7 @@ def test_magnitude_pruning_step(mnist, tmp_path):
 
 def test_bad_budgets_and_class_counts_are_one_line():
     """Issue 22, item 11: build_model(num_classes=0) and presets with impossible budgets were accepted."""
-    from safs_lite.config import PRESETS, Preset
+    from safs_lite.run.config import PRESETS
 
     for bad in (0, -1, 1.5):
         with pytest.raises(ValueError, match=f"num_classes must be an integer >= 2.*got {bad!r}"):

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import safs_lite.fitness
-import safs_lite.hpo
-import safs_lite.pipeline
+import safs_lite.run.hpo
+import safs_lite.run.pipeline
+import safs_lite.training.fitness
 from safs_lite import PRESETS, SAFSConfig, build_model, load_data, load_safs_model, prune_model, run_safs, train_dense
-from safs_lite.baselines import BASELINES, DEFAULT_BASELINES, candidate_config, choose
-from safs_lite.config import TRAIN_DEFAULTS
-from safs_lite.pipeline import weights_fingerprint
-from safs_lite.pruning import masks, prunable_layers
-from safs_lite.searchlog import read_history
+from safs_lite.method.pruning import masks, prunable_layers
+from safs_lite.method.searchlog import read_history
+from safs_lite.run.baselines import BASELINES, DEFAULT_BASELINES, candidate_config, choose
+from safs_lite.run.config import TRAIN_DEFAULTS
+from safs_lite.run.pipeline import weights_fingerprint
 from safs_lite.version import KIT_VERSION
 
 CFG = SAFSConfig(preset="smoke", seed=6, sparsity=0.9)
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _stage2_calls(mp: pytest.MonkeyPatch) -> list[dict]:
     """Every `pipeline.stage2` call from now on, its arguments bound by name (the pruned network as its fingerprint)."""
-    calls, real = [], safs_lite.pipeline.stage2
+    calls, real = [], safs_lite.run.pipeline.stage2
 
     def spy(*args, **kwargs):
         bound = inspect.signature(real).bind(*args, **kwargs)
@@ -39,7 +39,7 @@ def _stage2_calls(mp: pytest.MonkeyPatch) -> list[dict]:
                       "data": bound.arguments["data"].signature})
         return real(*args, **kwargs)
 
-    mp.setattr(safs_lite.pipeline, "stage2", spy)
+    mp.setattr(safs_lite.run.pipeline, "stage2", spy)
     return calls
 
 
@@ -54,7 +54,7 @@ def added(tmp_path_factory):
         files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
         first, steps = list(calls), {"candidates": 0, "trials": 0, "retrains": [], "trains": 0}
         calls.clear()
-        for module, kind in ((safs_lite.fitness, "candidates"), (safs_lite.hpo, "trials")):
+        for module, kind in ((safs_lite.training.fitness, "candidates"), (safs_lite.run.hpo, "trials")):
             real = module.finetune_with
 
             def counted(*args, _real=real, _kind=kind, **kwargs):
@@ -62,10 +62,10 @@ def added(tmp_path_factory):
                 return _real(*args, **kwargs)
 
             mp.setattr(module, "finetune_with", counted)
-        real_retrain, real_train = safs_lite.pipeline.finetune_with, safs_lite.pipeline.train
-        mp.setattr(safs_lite.pipeline, "finetune_with",
+        real_retrain, real_train = safs_lite.run.pipeline.finetune_with, safs_lite.run.pipeline.train
+        mp.setattr(safs_lite.run.pipeline, "finetune_with",
                    lambda *a, **k: steps["retrains"].append(k.get("desc")) or real_retrain(*a, **k))
-        mp.setattr(safs_lite.pipeline, "train", lambda *a, **k: steps.__setitem__("trains", 1) or real_train(*a, **k))
+        mp.setattr(safs_lite.run.pipeline, "train", lambda *a, **k: steps.__setitem__("trains", 1) or real_train(*a, **k))
         after = run_safs(CFG, out=out, progress=False, baselines=WITH)
     return {"out": out, "before": before, "after": after, "files": files, "first": first, "second": list(calls),
             "steps": steps}

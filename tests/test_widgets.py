@@ -1,4 +1,4 @@
-"""Tests for safs_lite.operators (curve values, autograd derivatives, properties), the operator figures and the explorer."""
+"""Tests for safs_lite.method.operators (curve values, autograd derivatives, properties), the operator figures and the explorer."""
 
 import matplotlib
 
@@ -9,10 +9,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from safs_lite.activations import ACTIVATIONS, SEARCH_SPACE, get_op  # noqa: E402
-from safs_lite.operators import operator_curves, operator_properties  # noqa: E402
-from safs_lite.plots import plot_operators, plot_scaling  # noqa: E402
-from safs_lite.widgets import activation_explorer  # noqa: E402
+from safs_lite.method.activations import ACTIVATIONS, SEARCH_SPACE, get_op  # noqa: E402
+from safs_lite.method.operators import operator_curves, operator_properties  # noqa: E402
+from safs_lite.teach.plots import plot_operators, plot_scaling  # noqa: E402
+from safs_lite.teach.widgets import activation_explorer  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

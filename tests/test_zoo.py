@@ -8,15 +8,25 @@ import sys
 import pytest
 import torch
 import torchvision
+from test_data_formats import write_cifar10, write_imagenet16
 from torch import nn
 
-from safs_lite import Activation, build_model, get_activations, prune_model, set_activations, sparsity_report
-from safs_lite.models import check_compatible
-from safs_lite.pruning import prunable_layers
-from safs_lite import PRESETS, SAFSConfig, load_safs_model, run_safs
-from safs_lite.results import PAPER_TABLE1
-from safs_lite.runs import default_out
-from test_data_formats import write_cifar10, write_imagenet16
+from safs_lite import (
+    PRESETS,
+    Activation,
+    SAFSConfig,
+    build_model,
+    get_activations,
+    load_safs_model,
+    prune_model,
+    run_safs,
+    set_activations,
+    sparsity_report,
+)
+from safs_lite.method.pruning import prunable_layers
+from safs_lite.nets.models import check_compatible
+from safs_lite.run.folders import default_out
+from safs_lite.run.results import PAPER_TABLE1
 
 RESNET_SITES = ["stem"] + [f"layer{s}_{b}_{ab}" for s in range(1, 5) for b in range(2) for ab in "ab"]
 
@@ -250,7 +260,7 @@ def test_mixed_precision_and_channels_last_loop(tiny_root, monkeypatch):
 
     from safs_lite import TrainConfig, evaluate, train
 
-    train_mod = importlib.import_module("safs_lite.training")  # the module; safs_lite.train is the function
+    train_mod = importlib.import_module("safs_lite.training.loop")  # the module; safs_lite.train is the function
 
     monkeypatch.setattr(train_mod, "_cuda_setup", lambda device: (
         lambda: torch.autocast("cpu", dtype=torch.bfloat16), torch.channels_last, torch.bfloat16))

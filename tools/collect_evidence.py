@@ -19,10 +19,10 @@ reruns it):
   against the best uniform operator given stage 2 too (`uniform_safs`, both with stage 2; "not run" in a setting
   with fewer than two seeds of it);
 - figures/evidence_gain.png: each 99% seed's SAFS gain against MP's accuracy, one marker per allocation;
-- results/evidence/accuracy_vs_sparsity.csv and figures/accuracy_vs_sparsity.png (the README's figure): per
+- results/evidence/accuracy_vs_sparsity.csv and figures/accuracy_vs_sparsity.png (docs/evidence.md's figure): per
   allocation and sparsity of the `sweep` preset's runs (the `sweep` and `allocations` plans), magnitude
   pruning, SAFS, the best fixed baseline (uniform or swish, chosen on mean validation accuracy) and the dense
-  network: seeds, mean test accuracy and its bootstrap 95% interval (`safs_lite.evidence`);
+  network: seeds, mean test accuracy and its bootstrap 95% interval (`safs_lite.study.evidence`);
 - results/evidence/sweep.md: the same points with SAFS - MP and SAFS - best fixed operator paired over seeds,
   and their reading (`evidence.sweep_points`, `evidence.read_sweep`).
 
@@ -38,19 +38,19 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from safs_lite.baselines import BASELINES
-from safs_lite.config import TRAIN_DEFAULTS
-from safs_lite.data import load_data
-from safs_lite.evidence import format_sweep, read_sweep, sweep_points, write_accuracy_vs_sparsity
-from safs_lite.mechanism import run_mechanism
+from safs_lite.data.builtin import load_data
+from safs_lite.method.pruning import accuracy_ceiling, clone, prune_model
 from safs_lite.paths import figures_dir, results_dir, runs_dir
-from safs_lite.pipeline import train_dense
-from safs_lite.plots import plot_gain_vs_baseline, save_figure
-from safs_lite.pruning import accuracy_ceiling, clone, prune_model
-from safs_lite.results import LABELS, accuracies
-from safs_lite.runs import load_json, save_json
-from safs_lite.shipped import save_network
-from safs_lite.stats import comparison_table, format_comparison
+from safs_lite.run.baselines import BASELINES
+from safs_lite.run.config import TRAIN_DEFAULTS
+from safs_lite.run.folders import load_json, save_json
+from safs_lite.run.pipeline import train_dense
+from safs_lite.run.results import LABELS, accuracies
+from safs_lite.study.evidence import format_sweep, read_sweep, sweep_points, write_accuracy_vs_sparsity
+from safs_lite.study.plots import plot_gain_vs_baseline, save_figure
+from safs_lite.study.shipped import save_network
+from safs_lite.study.stats import comparison_table, format_comparison
+from safs_lite.teach.mechanism import run_mechanism
 from safs_lite.version import KIT_VERSION
 
 PATTERNS = ("config.json", "results.json", "stage1.json", "stage2.json", "safs.json", "stage1_search.csv",

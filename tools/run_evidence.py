@@ -32,13 +32,14 @@ from pathlib import Path
 
 import torch
 
-from safs_lite.baselines import DEFAULT_BASELINES, check_baselines
-from safs_lite.config import TRAIN_DEFAULTS, SAFSConfig
-from safs_lite.data import load_data
+from safs_lite.data.builtin import load_data
 from safs_lite.paths import results_dir, runs_dir
-from safs_lite.pipeline import train_dense
-from safs_lite.runs import load_json, run_prefix
-from safs_lite.safs import run_safs
+from safs_lite.run.baselines import DEFAULT_BASELINES, check_baselines
+from safs_lite.run.config import TRAIN_DEFAULTS, SAFSConfig
+from safs_lite.run.folders import load_json
+from safs_lite.run.key import run_prefix
+from safs_lite.run.pipeline import train_dense
+from safs_lite.run.safs import run_safs
 from safs_lite.version import KIT_VERSION
 
 PLANS = {

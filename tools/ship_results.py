@@ -16,26 +16,25 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-from dataclasses import asdict, replace
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import optuna
-import pandas as pd
 import torch
 
 from safs_lite import build_model, evaluate, get_activations, load_data, prune_model
-from safs_lite.config import TRAIN_DEFAULTS
-from safs_lite.fitness import tiebreak_score
+from safs_lite.method.pruning import masks
 from safs_lite.paths import REPO_ROOT, data_dir, figures_dir, results_dir, runs_dir
-from safs_lite.pruning import masks
-from safs_lite.results import table1
-from safs_lite.runs import load_json, save_json
-from safs_lite.shipped import save_network, study_to_csv
-from safs_lite.sweep import TABLE_FILE, load_sweep
-from safs_lite.training import finetune_with
+from safs_lite.run.config import TRAIN_DEFAULTS
+from safs_lite.run.folders import load_json, save_json
+from safs_lite.run.results import table1
+from safs_lite.study.shipped import save_network, study_to_csv
+from safs_lite.study.sweep import TABLE_FILE, load_sweep
+from safs_lite.training.fitness import tiebreak_score
+from safs_lite.training.loop import finetune_with
 
 FILES = ("config.json", "results.json", "stage1.json", "stage2.json", "safs.json", "stage1_search.csv",
          "stage1_random_search.csv", "stage1_random.json")
@@ -105,7 +104,7 @@ def collect(folder: Path, runs: Path, dest: Path, data_root: Path | None, defaul
         if (folder / name).exists():
             shutil.copy2(folder / name, out / name)
     for path in sorted(folder.glob("baseline_*.json")) + sorted(folder.glob("baseline_*_search.csv")):
-        shutil.copy2(path, out / path.name)  # the baselines' records and search logs (`safs_lite.baselines`)
+        shutil.copy2(path, out / path.name)  # the baselines' records and search logs (`safs_lite.run.baselines`)
     for study in STUDIES:
         db = folder / study / "study.db"
         if db.exists():
@@ -140,7 +139,7 @@ README = """# Shipped results
 
 The small artefacts of the reproduction runs the README reports, tracked so that notebooks 04-07
 show them on a fresh clone in seconds (`runs/`, where runs are made, is git-ignored; the runs took
-hours). Read them with `safs_lite.shipped` (`shipped_runs`, `shipped_sweep`, `load_network`,
+hours). Read them with `safs_lite.study.shipped` (`shipped_runs`, `shipped_sweep`, `load_network`,
 `study_from_csv`); refresh them with
 
     SAFS_DATA=/path/to/data python tools/ship_results.py --commit <commit that made the runs>
@@ -158,7 +157,7 @@ from here, not recomputed.
 
 Files:
 
-- `table1.csv`: Table 1 from the shipped `results.json` files (`safs_lite.results.table1`): one row per
+- `table1.csv`: Table 1 from the shipped `results.json` files (`safs_lite.run.results.table1`): one row per
   seed, mean, std, the paper's row. `accuracy_vs_sparsity.csv`: the sweep table, one row per run and
   method; its `run` column names a folder of `runs/`.
 - `runs/safs-<model>-<dataset>-<sparsity>-<pruning>-<preset>-s<seed>/`: `config.json` (the run's key at

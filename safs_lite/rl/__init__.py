@@ -1,0 +1,2 @@
+"""The sparse RL policy (`policy`) and its plots. Imports the layers below.
+"""

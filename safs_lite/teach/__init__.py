@@ -1,0 +1,3 @@
+"""What only the notebooks use: lesson plots, widgets, the mechanism tables, the exercises' checks. Imports the layers
+below.
+"""
