@@ -1,0 +1,38 @@
+"""tools/retrain_finals.py: the factorial's cells read from a committed run, and a run on other data is never
+retrained as if it were the committed one."""
+import importlib.util
+import shutil
+
+from safs_lite.paths import REPO_ROOT
+
+RUN = "safs-lenet5-mnist-0.99-global-sweep-s0"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("retrain_finals", REPO_ROOT / "tools" / "retrain_finals.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_each_cell_takes_its_own_operators_and_final_training():
+    tool, run = _tool(), REPO_ROOT / "results" / "evidence" / "runs" / RUN
+    ops, cfg, learn = tool.cell_plan(run, "magnitude_pruning")
+    assert set(ops.values()) == {"relu"} and not learn and cfg.lr == 1e-3 and cfg.epochs == 5 and cfg.seed == 0
+    ops, cfg, learn = tool.cell_plan(run, "safs")
+    safs = tool.load_json(run / "safs.json")
+    assert ops == safs["activations"] and learn and cfg.lr == safs["train"]["lr"] != 1e-3
+    ops, _, learn = tool.cell_plan(run, "uniform")
+    assert len(set(ops.values())) == 1 and not learn  # one operator everywhere, dense hyperparameters
+    assert tool.committed(run, "uniform_safs") == tool.load_json(run / "baseline_uniform_safs.json")["test_accuracy"]
+
+
+def test_a_run_made_on_other_data_is_skipped_in_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "evidence" / "runs").mkdir(parents=True)
+    shutil.copytree(REPO_ROOT / "results" / "evidence" / "runs" / RUN, tmp_path / "evidence" / "runs" / RUN)
+    monkeypatch.setenv("SAFS_RESULTS", str(tmp_path))  # the tests' data is the offline subset, not full MNIST
+    assert _tool().main(["--epochs", "1", "--allocations", "global", "--seeds", "0"]) == 0
+    err = [line for line in capsys.readouterr().err.strip().splitlines()
+           if not line.startswith("safs_lite: full MNIST not found")]  # the data fallback's own notice
+    assert len(err) == 1 and err[0].startswith(f"{RUN}: made on data mnist-50000") and "skipped" in err[0]
+    assert not any((tmp_path / "evidence" / "finals").iterdir())
