@@ -36,3 +36,13 @@ def test_a_run_made_on_other_data_is_skipped_in_one_line(tmp_path, monkeypatch, 
            if not line.startswith("safs_lite: full MNIST not found")]  # the data fallback's own notice
     assert len(err) == 1 and err[0].startswith(f"{RUN}: made on data mnist-50000") and "skipped" in err[0]
     assert not any((tmp_path / "evidence" / "finals").iterdir())
+
+
+def test_a_cell_retrains_and_records_each_epoch():
+    from safs_lite.data.builtin import load_data
+
+    tool, run = _tool(), REPO_ROOT / "results" / "evidence" / "runs" / RUN
+    rec = tool.retrain_cell(run, "safs", 2, load_data("mnist", seed=0, quiet=True))  # the offline subset here
+    assert len(rec["val_by_epoch"]) == 2 and rec["val_accuracy"] == max(rec["val_by_epoch"])  # best epoch kept
+    assert rec["learn_scales"] and rec["train"]["epochs"] == 2
+    assert rec["alpha_beta"] != {k: [1.0, 1.0] for k in rec["alpha_beta"]}  # stage 2's scales were trained

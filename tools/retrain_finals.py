@@ -100,7 +100,7 @@ def retrain_cell(run: Path, cell: str, epochs: int, data) -> dict:
             "test_accuracy": evaluate(model, data, "test")["accuracy"],
             "operators": ops, "alpha_beta": {k: list(v) for k, v in get_alpha_beta(model).items()},
             "train": asdict(cfg), "learn_scales": learn, "cpu_seconds": time.process_time() - t0,
-            "val_by_epoch": [h.get("val_accuracy") for h in history]}
+            "val_by_epoch": [h["val_acc"] for h in history]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,8 +26,8 @@ with momentum or weight decay move the two engines' parameters alike.
 
 Supported: a chain (no branches) of Conv2d (no padding, groups 1), Linear,
 activation sites (`Activation`) or torch's elementwise activation modules,
-max pooling, average pooling without padding, flatten and Identity, as `torch.fx` traces it: LeNet-5, MLPs, and
-what `make_searchable` makes of such networks. Anything else (residual blocks,
+max pooling, average pooling without padding, flatten and Identity, as `torch.fx` traces it:
+LeNet-5, MLPs, and what `make_searchable` makes of such networks. Anything else (residual blocks,
 batch norm, dropout, an untraceable forward) is refused by `unsupported` and
 runs on the dense engine (`engine_for` says so once per model type).
 
@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..method.activations import ACTIVATIONS, Activation
+from ..method.frozen import FrozenActivation
 from ..method.pruning import reach_backward, reach_forward, unit_paths
 
 ENGINES = ("dense", "compact", "auto")
@@ -86,9 +87,7 @@ class _Tracer(fx.Tracer):
 
 
 def _sites() -> tuple[type, ...]:
-    """The activation-site classes: trainable `Activation`s and deploy's frozen ones (alpha, beta constants)."""
-    from ..method.frozen import FrozenActivation  # deploy does not import this module at its top: no cycle
-
+    """The activation-site classes: trainable `Activation`s and frozen ones (alpha, beta constants)."""
     return Activation, FrozenActivation
 
 
@@ -381,6 +380,8 @@ class CompactNet:
         self.ops = ops  # no reference to `model` itself: the engine cache holds CompactNets weakly by model
         self.params = [p for o in ops if o.module is not None for p in o.module.parameters()]
         self._plans: dict[tuple[int, ...], list] = {}
+        self._missing: dict[tuple, list] = {}  # (input shape, trainable parameters) -> the ones the graph misses
+        self._probing = False
 
     def _plan(self, in_shape: tuple[int, ...]) -> list:
         """Per step: (kind, step data), from forward (connected) and backward (useful) reachability."""
@@ -509,15 +510,30 @@ class CompactNet:
             spatial = (1,) * (len(out_shape) - 1)
             base = c.view(1, -1, *spatial).expand(batch, -1, *out_shape[1:])
             x = base if x is None else base.index_copy(1, out_live, x)
-        if torch.is_grad_enabled():
-            # every trainable parameter also gets a zero gradient (added to what the compact graph gives it): a
-            # parameter whose path a later layer cuts (a dropped unit's bias, a site before a layer that keeps
-            # nothing) still gets the zeros the dense engine gives it, never None, so weight decay and momentum
-            # move it alike in both engines
-            trainable = [p for p in self.params if p.requires_grad]
-            if trainable:
-                x = _ZeroGrads.apply(x, *trainable)
+        if torch.is_grad_enabled() and not self._probing:
+            missing = self._unreached(key, x.dtype, x.device)
+            if missing:
+                x = _ZeroGrads.apply(x, *missing)
         return x
+
+    def _unreached(self, key: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> list:
+        """The trainable parameters the compact graph of this plan gives no gradient (a dropped unit's bias, a site
+        before a layer that keeps nothing): found once per plan and set of trainable parameters by one probe
+        through autograd (the graph's shape depends on the plan, not on the batch), so each training step adds
+        zeros only where the dense engine's would be the sole gradient."""
+        trainable = tuple(p for p in self.params if p.requires_grad)
+        cache_key = (key, tuple(id(p) for p in trainable))
+        if cache_key not in self._missing:
+            self._probing = True
+            try:
+                with torch.enable_grad():
+                    out = self.forward(torch.zeros(1, *key, dtype=dtype, device=device))
+                    grads = torch.autograd.grad(out.sum(), trainable, allow_unused=True) \
+                        if trainable and out.requires_grad else (None,) * len(trainable)
+            finally:
+                self._probing = False
+            self._missing[cache_key] = [p for p, g in zip(trainable, grads) if g is None]
+        return self._missing[cache_key]
 
 
 # model -> (mask signature, CompactNet or the reason it is unsupported); weak, so models are not kept alive
