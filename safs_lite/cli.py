@@ -10,6 +10,8 @@ Commands:
     check      verify a run folder: every file parses, keys agree, saved models match their records.
     hpo-worker add trials to a run's stage-2 studies on a shared Optuna storage, from any process or machine.
     export     a run's sparse model as pt, onnx or safetensors, checked against the run, with a model card.
+    landscape  every per-layer operator vector of a committed run's mask, scored at one fidelity (resumable,
+               shardable, on Dask with --workers/--scheduler); prints what the table shows so far.
 """
 from __future__ import annotations
 
@@ -320,8 +322,49 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="run folder (default: runs/rl-<env>-<setting>-<hash>)")
     _common(e, "runs", "threads")
     e.set_defaults(func=_rl)
+    a = sub.add_parser("landscape", help="score every per-layer operator vector on a run's mask (13**4 for "
+                       "LeNet-5), in resumable chunks under results/landscape/; prints what the table shows")
+    a.add_argument("run_dir", help="a run folder holding pruned.pt and results.json (results/evidence/runs/...)")
+    a.add_argument("--subset", type=int, default=10_000, help="training images per candidate epoch (default "
+                   "10000, the sweep preset's stage-1 candidate; 0: the whole split)")
+    a.add_argument("--epochs", type=int, default=1, help="candidate epochs (default 1)")
+    a.add_argument("--lr", type=float, default=1e-2, help="candidate learning rate (default 1e-2)")
+    a.add_argument("--shard", default="0/1", help="i/n: compute the chunks c with c %% n == i (default 0/1: all)")
+    a.add_argument("--max-chunks", type=int, default=None, help="stop after this many chunks (default: all)")
+    a.add_argument("--report", action="store_true", help="compute nothing: print what the table holds so far")
+    _common(a, "data", "workers", "scheduler")
+    a.set_defaults(func=_landscape)
     add_export_parser(sub)
     return p
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected i/n with 0 <= i < n, e.g. 0/2") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {text!r}: expected i/n with 0 <= i < n, e.g. 0/2")
+    return i, n
+
+
+def _landscape(args: argparse.Namespace) -> int:
+    from .study import landscape as ls
+
+    fidelity = ls.Fidelity(epochs=args.epochs, subset=args.subset or None, lr=args.lr)
+    shard = _shard(args.shard)
+    if args.max_chunks is not None and args.max_chunks < 0:
+        raise ValueError(f"--max-chunks {args.max_chunks}: must be a whole number >= 0")
+    if args.report:
+        folder = ls.Mask(args.run_dir, args.data).folder(fidelity)
+    elif args.workers or args.scheduler:
+        folder = ls.build_on_dask(args.run_dir, fidelity, args.workers, args.scheduler, data_root=args.data)
+    else:
+        folder = ls.build(args.run_dir, fidelity, shard, args.max_chunks, data_root=args.data)
+    if not (folder / "key.json").exists():
+        raise ValueError(f"no table yet at {folder}: run the command without --report")
+    print(ls.format_description(ls.load_table(folder), ls.majority_share(args.run_dir, args.data), folder))
+    return 0
 
 
 def _rl(args: argparse.Namespace) -> int:

@@ -3,6 +3,8 @@ retrained as if it were the committed one."""
 import importlib.util
 import shutil
 
+import pytest
+
 from safs_lite.paths import REPO_ROOT
 
 RUN = "safs-lenet5-mnist-0.99-global-sweep-s0"
@@ -46,3 +48,17 @@ def test_a_cell_retrains_and_records_each_epoch():
     assert len(rec["val_by_epoch"]) == 2 and rec["val_accuracy"] == max(rec["val_by_epoch"])  # best epoch kept
     assert rec["learn_scales"] and rec["train"]["epochs"] == 2
     assert rec["alpha_beta"] != {k: [1.0, 1.0] for k in rec["alpha_beta"]}  # stage 2's scales were trained
+
+
+def test_a_training_seed_and_an_engine_are_applied_and_recorded():
+    from safs_lite.data.builtin import load_data
+
+    tool, run = _tool(), REPO_ROOT / "results" / "evidence" / "runs" / RUN
+    data = load_data("mnist", seed=0, quiet=True)
+    own = tool.retrain_cell(run, "magnitude_pruning", 1, data)
+    other = tool.retrain_cell(run, "magnitude_pruning", 1, data, seed=7)
+    dense = tool.retrain_cell(run, "magnitude_pruning", 1, data, engine="dense")
+    assert (own["train"]["seed"], other["train"]["seed"]) == (0, 7) and own["train"]["engine"] == "compact"
+    assert other["val_by_epoch"] != own["val_by_epoch"]  # another order of batches: another network
+    assert dense["train"]["engine"] == "dense" and dense["val_by_epoch"][0] == pytest.approx(own["val_by_epoch"][0],
+                                                                                           abs=1.0)

@@ -18,7 +18,15 @@ The committed accuracies were computed by the kit version that made each run; th
 in another order (training noise: the same mask moves by points), so each budget on the axis is retrained here,
 the run's own included, and the committed number is recorded beside each cell for reference.
 
-Writes one file per run and budget, `results/evidence/finals/<run>-e<epochs>.json`, after every cell (an
+Every retrain runs on the compact engine, the one every 99% run's finals used (`engine="auto"` chose it at
+99% when they ran): pinned, so a later change of auto's rule moves no number here.
+
+Training noise: `--train-seeds 1000 1001 1002` retrains the same cells with other training seeds (the order of
+batches and the draws of training), `--engine dense` on the dense engine (other float order, same mathematics);
+the mask, operators and hyperparameters stay the run's.
+
+Writes one file per run, budget, engine and training seed, `results/evidence/finals/<run>-e<epochs>.json` for the
+run's own seed on the compact engine, else `<run>-e<epochs>-<engine>-t<seed>.json`, after every cell (an
 interrupted plan resumes where it stopped; a cell that fails is recorded with its error and the plan goes on).
 Decisions are never made here: the test accuracy is recorded, not used.
 
@@ -52,6 +60,7 @@ CELLS = {  # cell -> (record holding its operators and final training config, wh
     "safs": ("safs.json", True),
 }
 ALLOCATIONS = ("layerwise", "global", "erk", "protected")
+ENGINE = "compact"  # the engine of every committed 99% run's finals
 
 
 def seeds_arg(text: str) -> list[int]:
@@ -90,9 +99,10 @@ def committed(run: Path, cell: str) -> float:
     return res["baselines"][cell]["test_accuracy"]
 
 
-def retrain_cell(run: Path, cell: str, epochs: int, data) -> dict:
+def retrain_cell(run: Path, cell: str, epochs: int, data, engine: str = ENGINE, seed: int | None = None) -> dict:
+    """One cell retrained for `epochs` on `engine`, with training seed `seed` (None: the run's own)."""
     ops, cfg, learn = cell_plan(run, cell)
-    cfg = replace(cfg, epochs=epochs)
+    cfg = replace(cfg, epochs=epochs, engine=engine, seed=cfg.seed if seed is None else seed)
     pruned = load_network(run / "pruned.pt")
     t0 = time.process_time()
     model, history = finetune_with(pruned, data, ops, cfg, learn_scales=learn)
@@ -110,9 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--presets", nargs="*", default=["sweep", "cpu"], choices=["sweep", "cpu"])
     p.add_argument("--seeds", type=seeds_arg, default=seeds_arg("0-9"))
     p.add_argument("--cells", nargs="*", default=list(CELLS), choices=list(CELLS))
+    p.add_argument("--engine", default=ENGINE, choices=["compact", "dense"],
+                   help="the engine to retrain on (default compact, the runs' own)")
+    p.add_argument("--train-seeds", type=int, nargs="+", default=[None],
+                   help="training seeds to retrain with (default: the run's own)")
     args = p.parse_args(argv)
     if min(args.epochs) < 1:
         p.error(f"--epochs {min(args.epochs)}: must be >= 1")
+    if any(t is not None and t < 0 for t in args.train_seeds):
+        p.error(f"--train-seeds {' '.join(map(str, args.train_seeds))}: seeds must be >= 0")
     torch.set_num_threads(1)
     root = results_dir() / "evidence"
     out_dir = root / "finals"
@@ -127,10 +143,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run.name}: made on data {res['data']['signature']}, found {data.signature}: skipped "
                   "(point SAFS_DATA at the run's data)", file=sys.stderr)
             continue
-        for epochs in args.epochs:
-            path = out_dir / f"{run.name}-e{epochs}.json"
+        for epochs, tseed in [(e, t) for e in args.epochs for t in args.train_seeds]:
+            own_seed = tseed is None or tseed == res["config"]["seed"]
+            tag = "" if own_seed and args.engine == ENGINE else f"-{args.engine}-t{res['config']['seed'] if own_seed else tseed}"
+            path = out_dir / f"{run.name}-e{epochs}{tag}.json"
             done = load_json(path) if path.exists() else {
-                "run": run.name, "epochs": epochs, "own_epochs": own, "kit": KIT_VERSION,
+                "run": run.name, "epochs": epochs, "own_epochs": own, "kit": KIT_VERSION, "engine": args.engine,
+                "train_seed": res["config"]["seed"] if own_seed else tseed,
                 "torch": torch.__version__, "threads": 1, "data": data.signature, "cells": {}}
             for cell in args.cells:
                 if cell in done["cells"] and "error" not in done["cells"][cell]:
@@ -138,14 +157,14 @@ def main(argv: list[str] | None = None) -> int:
                 if CELLS[cell][0] and not (run / CELLS[cell][0]).exists():
                     continue  # a baseline this run did not compute
                 try:
-                    done["cells"][cell] = retrain_cell(run, cell, epochs, data)
+                    done["cells"][cell] = retrain_cell(run, cell, epochs, data, args.engine, tseed)
                     done["cells"][cell]["committed_test_accuracy"] = committed(run, cell)
                 except Exception as err:  # noqa: BLE001 - recorded, the plan goes on
                     done["cells"][cell] = {"error": f"{type(err).__name__}: {err}",
                                            "traceback": traceback.format_exc(limit=3)}
                 save_json(path, done)
                 c = done["cells"][cell]
-                print(f"{run.name} {cell} e{epochs}: " + (
+                print(f"{run.name}{tag} {cell} e{epochs}: " + (
                     f"test {c['test_accuracy']:.2f} (committed at {own} epochs: {c['committed_test_accuracy']:.2f}), "
                     f"{c['cpu_seconds']:.0f} CPU s" if "error" not in c else c["error"]), flush=True)
     return 0
