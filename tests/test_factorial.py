@@ -111,3 +111,20 @@ def test_main_prints_the_tables(capsys):
     assert fx.main(["--epochs", "30"]) == 0
     out = capsys.readouterr().out
     assert "| 99% layerwise (cpu) | 10 |" in out and "Primary family: 20 hypotheses" in out
+
+
+def test_the_readme_answer_is_the_generated_one():
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split(fx.README_START, 1)[1].split(fx.README_END, 1)[0].strip()
+    assert block == fx.readme_block().strip()  # rerun `python -m safs_lite.study.factorial --write` after a change
+    assert "comes from stage 2" not in text
+
+
+def test_update_readme_replaces_only_the_marked_block(tmp_path):
+    page = tmp_path / "README.md"
+    page.write_text(f"intro\n{fx.README_START}\nold\n{fx.README_END}\nrest\n")
+    assert fx.update_readme(page, "new") and page.read_text() == f"intro\n{fx.README_START}\nnew\n{fx.README_END}\nrest\n"
+    assert not fx.update_readme(page, "new")
+    page.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        fx.update_readme(page, "new")

@@ -81,8 +81,12 @@ def _committed(res: dict, cell: str) -> float | None:
     return res.get("baselines", {}).get(cell, {}).get("test_accuracy")
 
 
-def load_cells(epochs: int = 30, root: str | os.PathLike | None = None, sparsity: float = 0.99) -> pd.DataFrame:
+def load_cells(epochs: int = 30, root: str | os.PathLike | None = None, sparsity: float = 0.99,
+               prefer: str = "committed") -> pd.DataFrame:
     """One row per run and cell at a final budget of `epochs`.
+
+    `prefer` "finals" reads a retrained cell where there is one (the current kit), "committed" the run's own
+    record where `epochs` is the run's own budget (the kit that made the run).
 
     Columns: setting, dataset, sparsity, pruning, preset, seed, run, cell, test_accuracy (NaN when missing or
     failed), source ("finals" / "committed" / "missing"), note (the error or what is missing).
@@ -110,7 +114,9 @@ def load_cells(epochs: int = 30, root: str | os.PathLike | None = None, sparsity
                 "preset": m["preset"], "seed": int(m["seed"]), "run": folder.name}
         for cell in CELLS:
             value, source, note = math.nan, "missing", ""
-            if cells is not None and cell in cells:
+            if prefer == "committed" and own == epochs and _committed(res, cell) is not None:
+                value, source = _committed(res, cell), "committed"
+            elif cells is not None and cell in cells:
                 rec = cells[cell]
                 value, source, note = (math.nan, "finals", rec["error"]) if "error" in rec else \
                     (rec["test_accuracy"], "finals", "")
@@ -256,6 +262,89 @@ def answer(eff: pd.DataFrame, setting: str) -> str:
             + "; ".join(parts) + ".")
 
 
+README_START, README_END = "<!-- factorial:start -->", "<!-- factorial:end -->"
+
+
+def _interval(r) -> str:
+    return f"{r['mean']:+.2f} [{r['t_low']:+.2f}, {r['t_high']:+.2f}]"
+
+
+def readme_block(root: str | os.PathLike | None = None, family: dict | None = None) -> str:
+    """The README's answer, generated from the committed study: the decomposition per setting at the family's
+    budget where every mask has it, else at the runs' own budget (said per row), and the family's result."""
+    family = family or load_family(evidence_root(root) / "family.json")
+    budget = family["budget_epochs"]
+    at_budget = effects(load_cells(budget, root)).set_index(["setting", "effect"])
+    own = effects(load_cells(5, root, prefer="committed")).set_index(["setting", "effect"])
+    rows, first = [], None
+    for setting in family["settings"]:
+        n_budget = int(at_budget.loc[(setting, "total"), "n"]) if (setting, "total") in at_budget.index else 0
+        use, epochs = (at_budget, budget) if n_budget >= 10 else (own, 5)
+        if (setting, "total") not in use.index or use.loc[(setting, "total"), "n"] < 2:
+            continue
+        r = {name: use.loc[(setting, name)] for name in (*PATH, "total")}
+        first = first or (setting, epochs, r)
+        rows.append(f"| {setting} | {epochs} | {int(r['total']['n'])} | {_interval(r['total'])} | "
+                    + " | ".join(_interval(r[name]) for name in PATH)
+                    + f" | {n_budget if epochs != budget else ''} |")
+    fam = primary_family(load_cells(budget, root), family)
+    shown = fam[fam["reject"]]
+    setting, epochs, r = first
+    eq = fam[(fam["setting"] == setting) & (fam["effect"] == family["equivalence"]["effect"])].iloc[0]
+    search = r["search_with_stage2"]
+    search_words = ("rules out a gain beyond" if eq["equivalent"] else "neither shows a gain nor rules out one of")
+    lines = [
+        f"At the paper's setting ({setting}, {epochs}-epoch finals, n = {int(r['total']['n'])} masks) SAFS beats "
+        f"magnitude pruning (MP) by {_interval(r['total'])} points (mean, t 95% interval). Most of it is leaving "
+        f"ReLU for one good operator in every layer: {_interval(r['operator'])}. Stage 2 on that operator adds "
+        f"{_interval(r['stage2_on_operator'])}; LAHC's per-layer choice on top of it (stage 2 on both) adds "
+        f"{_interval(search)}, which {search_words} +-{family['equivalence']['margin']:g} point "
+        f"(equivalence test p {eq['tost_p']:.2f}).",
+        "",
+        f"Of the {len(fam)} hypotheses declared in `results/evidence/family.json`, "
+        + (f"{len(shown)} {'survives' if len(shown) == 1 else 'survive'} Holm's correction: " + "; ".join(
+            f"{EFFECTS[h.effect][2]} at {h.setting} (Holm p {h.p_holm:.3f})" for h in shown.itertuples()) if len(shown)
+           else "none survives Holm's correction") + ". The two layer-wise rows share their 10 masks (one pruned network "
+        "per seed, two stage budgets).",
+        "",
+        "| setting | finals (epochs) | n | SAFS - MP | operator: single - MP | stage 2 on it | per-layer search "
+        f"(with stage 2) | {budget}-epoch finals so far (n) |",
+        "|---" * 8 + "|", *rows]
+    pairs = budget_pairs(root, budget)
+    if pairs:
+        lines += ["", f"Rows read at 5 epochs use the `sweep` preset's own 5-epoch finals until their {budget}-epoch "
+                  "retrains (`tools/retrain_finals.py`) reach 10 masks. The budget changes the answer; the masks "
+                  f"retrained so far, SAFS - MP at 5 / {budget} epochs (both retrained by this kit): "
+                  + "; ".join(f"{p['setting']} seed {p['seed']}: {p['short']:+.2f} / {p['long']:+.2f}"
+                              for p in pairs) + "."]
+    return "\n".join(lines)
+
+
+def budget_pairs(root: str | os.PathLike | None = None, budget: int = 30, short: int = 5) -> list[dict]:
+    """SAFS - MP per mask at `short` and `budget` epochs, both from retrained finals (masks that have both)."""
+    out = []
+    a = wide(load_cells(short, root)[lambda d: d["source"] == "finals"])
+    b = wide(load_cells(budget, root)[lambda d: d["source"] == "finals"])
+    for key in a.index.intersection(b.index):
+        d_short = a.loc[key, "safs"] - a.loc[key, "magnitude_pruning"]
+        d_long = b.loc[key, "safs"] - b.loc[key, "magnitude_pruning"]
+        if math.isfinite(d_short) and math.isfinite(d_long):
+            out.append({"setting": key[0], "seed": int(key[1]), "short": float(d_short), "long": float(d_long)})
+    return out
+
+
+def update_readme(path: str | os.PathLike, block: str) -> bool:
+    """Replace the text between README_START and README_END in `path` by `block`; True if it changed."""
+    path = Path(path)
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{path}: no {README_START} ... {README_END} markers")
+    head, rest = text.split(README_START, 1)
+    new = f"{head}{README_START}\n{block}\n{README_END}{rest.split(README_END, 1)[1]}"
+    path.write_text(new)
+    return new != text
+
+
 def plot_path(eff: pd.DataFrame, title: str | None = None):
     """The path from MP to SAFS as a waterfall, one panel per setting with at least 2 masks: each step's mean
     (bar from the running total) with its t 95% interval, and SAFS - MP as the last bar."""
@@ -291,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, nargs="+", default=[30], help="the final budgets to read (default 30)")
-    p.add_argument("--write", action="store_true", help="also write results/evidence/factorial-e<E>.md and "
-                   "figures/factorial-e<E>.png (the committed tables and figure)")
+    p.add_argument("--write", action="store_true", help="also write results/evidence/factorial-e<E>.md, "
+                   "figures/factorial-e<E>.png and the README's answer (the committed tables, figure and text)")
     args = p.parse_args(argv)
     family = load_family()
     for epochs in args.epochs:
@@ -316,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
                             figures_dir() / f"factorial-e{epochs}.png")
             except ValueError as err:
                 print(f"figure not written: {err}", file=sys.stderr)
+    if args.write:
+        from ..paths import REPO_ROOT
+
+        update_readme(REPO_ROOT / "README.md", readme_block())
     return 0
 
 
