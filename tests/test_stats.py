@@ -146,3 +146,12 @@ def test_format_comparison_markdown_and_text():
     assert len(text) == 1 + len(table) and len({len(line) for line in text}) == 1  # aligned columns
     with pytest.raises(ValueError, match="unknown table style 'html'; valid: markdown, text"):
         format_comparison(table, "html")
+
+
+def test_a_missing_or_non_finite_value_is_reported_not_dropped_silently():
+    runs = {s: {"test_accuracy": {"magnitude_pruning": 20.0 + s, "safs": 30.0 + s}} for s in range(5)}
+    runs[2]["test_accuracy"]["safs"] = float("nan")   # a diverged run's value
+    runs[4]["test_accuracy"]["safs"] = None           # a method that reported nothing
+    row = comparison_table(runs, n_resamples=1000).iloc[0]
+    assert (row["n"], row["seeds"], row["missing"]) == (3, (0, 1, 3), (2, 4))
+    assert "3 (2 missing: seeds 2, 4)" in format_comparison(comparison_table(runs, n_resamples=1000))

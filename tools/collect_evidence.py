@@ -27,6 +27,13 @@ reruns it):
   and their reading (`evidence.sweep_points`, `evidence.read_sweep`).
 
 `--no-collect` rewrites the tables and figures from results/evidence/runs alone (no run folder is read).
+
+Nothing is dropped silently. A run made on other data than the data found now (its data signature: the offline
+subset, say, or another dataset's files) is refused in one line. A collected folder remembers the run folder it came
+from (`source.json`: folder name with its key hash, data signature); a run with another key (another thread count,
+other data) never overwrites it (refused in one line; move the old folder away to replace it). Then
+results/evidence/status.md lists, per setting of `tools/run_evidence.py`'s plans, the seeds collected, the seeds
+that failed (results/evidence/failed/, with their errors) and the seeds missing.
 """
 from __future__ import annotations
 
@@ -59,10 +66,14 @@ METHOD_LABELS = {**LABELS, **{name: b.label for name, b in BASELINES.items()}}
 HEADLINE_SPARSITY = 0.99  # the headline, its table and the gain figure are the 99% study; the sweep has its own file
 
 
+class Refused(ValueError):
+    """A run that must not be collected (other data, or another key for an already collected setting)."""
+
+
 def finished(runs: Path) -> list[Path]:
-    """Finished LeNet-5 / MNIST run folders of this kit version."""
+    """Finished LeNet-5 run folders (any dataset) of this kit version."""
     out = []
-    for folder in sorted(runs.glob("safs-lenet5-mnist-*")):
+    for folder in sorted(runs.glob("safs-lenet5-*")):
         if (folder / "results.json").exists() and load_json(folder / "results.json").get("kit") == KIT_VERSION:
             out.append(folder)
     return out
@@ -73,7 +84,17 @@ def collect(folder: Path, dest: Path) -> Path:
     res = load_json(folder / "results.json")
     cfg = res["config"]
     out = dest / folder.name.rsplit("-", 1)[0]
+    data = load_data(cfg["dataset"], seed=cfg["seed"], quiet=True)
+    made_on = res.get("data", {}).get("signature")
+    if made_on != data.signature:
+        raise Refused(f"{folder.name}: made on data {made_on}, the data found is {data.signature}: not collected "
+                      "(point SAFS_DATA at the run's data)")
+    source = {"folder": folder.name, "data": made_on}
+    if (out / "source.json").exists() and load_json(out / "source.json")["folder"] != folder.name:
+        raise Refused(f"{folder.name}: {out.name} was collected from {load_json(out / 'source.json')['folder']} "
+                      "(another key); not overwritten (move that folder away to replace it)")
     if (out / "results.json").exists() and load_json(out / "results.json") == res and (out / "mechanism.csv").exists():
+        save_json(out / "source.json", source)
         return out  # collected before
     if out.exists():
         shutil.rmtree(out)
@@ -82,7 +103,7 @@ def collect(folder: Path, dest: Path) -> Path:
         for path in sorted(folder.glob(pattern)):
             shutil.copy2(path, out / path.name)
     torch.set_num_threads(int(cfg["threads"]))  # the dense cache is keyed on the thread count it was made with
-    data = load_data(cfg["dataset"], seed=cfg["seed"], quiet=True)
+    save_json(out / "source.json", source)
     base = replace(TRAIN_DEFAULTS[cfg["model"]], seed=cfg["seed"])
     dense, _ = train_dense(cfg["model"], data, replace(base, epochs=cfg["budgets"]["dense_epochs"]), progress=False)
     pruned = prune_model(clone(dense), cfg["sparsity"], cfg["pruning"])
@@ -94,6 +115,38 @@ def collect(folder: Path, dest: Path) -> Path:
     return out
 
 
+def status(dest: Path) -> str:
+    """results/evidence/status.md: per setting of run_evidence's plans, the seeds collected, failed and missing."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_evidence", Path(__file__).with_name("run_evidence.py"))
+    plans = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plans)
+    failed = {}
+    for path in sorted((dest.parent / "failed").glob("*.json")):
+        rec = load_json(path)
+        failed[rec["run"]] = rec["error"]
+    lines = ["# The evidence study: which seeds are in, failed or missing", "",
+             "Made by `python tools/collect_evidence.py`. Seeds 0-9 are the study's plan per setting; a failed "
+             "run's error is in results/evidence/failed/<run>.json.", "",
+             "| plan | setting | collected | failed | missing |", "|---|---|---|---|---|"]
+    for plan, settings in plans.PLANS.items():
+        dataset = plans.PLAN_DATASETS.get(plan, "mnist")
+        for preset, sparsity, pruning in settings:
+            names = {s: f"safs-lenet5-{dataset}-{sparsity:g}-{pruning}-{preset}-s{s}" for s in range(10)}
+            have = [s for s, n in names.items() if (dest / n / "results.json").exists()]
+            bad = [s for s, n in names.items() if n in failed and s not in have]
+            gone = [s for s in names if s not in have and s not in bad]
+            errors = "; ".join(f"s{s}: {failed[names[s]]}" for s in bad)
+            lines.append(f"| {plan} | {dataset} {100 * sparsity:g}% {pruning} ({preset}) | {_seeds(have)} | "
+                         f"{_seeds(bad)}{f' ({errors})' if errors else ''} | {_seeds(gone)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _seeds(seeds: list[int]) -> str:
+    return f"{len(seeds)}: " + ",".join(map(str, seeds)) if seeds else "0"
+
+
 def run_row(out: Path) -> dict:
     """One run: setting, accuracies, gain, ceiling, whether MP collapsed, MP's live connected units."""
     res = load_json(out / "results.json")
@@ -101,7 +154,7 @@ def run_row(out: Path) -> dict:
     mech = pd.read_csv(out / "mechanism.csv")
     relu = mech[mech["network"] == "relu"]
     collapse = pd.read_csv(out / "collapse.csv").set_index("network")
-    return {"preset": c["preset"], "sparsity": c["sparsity"], "pruning": c["pruning"], "seed": c["seed"],
+    return {"dataset": c["dataset"], "preset": c["preset"], "sparsity": c["sparsity"], "pruning": c["pruning"], "seed": c["seed"],
             **acc, "safs_gain": acc["safs"] - acc["magnitude_pruning"],
             "ceiling": load_json(out / "ceiling.json")["test_ceiling"],
             "mp_collapsed": bool(collapse.loc["magnitude_pruning", "collapsed"]),
@@ -128,9 +181,17 @@ def main() -> int:
     args = p.parse_args()
     dest = results_dir() / "evidence" / "runs"
     dest.mkdir(parents=True, exist_ok=True)
+    refused = 0
     for folder in [] if args.no_collect else finished(runs_dir(args.runs)):
-        print(f"collected {collect(folder, dest).name}", flush=True)
-    outs = sorted(p for p in dest.iterdir() if (p / "mechanism.csv").exists())
+        try:
+            print(f"collected {collect(folder, dest).name}", flush=True)
+        except Refused as err:
+            refused += 1
+            print(f"refused: {err}", flush=True)
+    (dest.parent / "status.md").write_text(status(dest))
+    print((dest.parent / "status.md").read_text())
+    # the MNIST study's tables; other datasets' runs (the fashion plan) are read by safs_lite.study.factorial
+    outs = sorted(p for p in dest.iterdir() if (p / "mechanism.csv").exists() and p.name.startswith("safs-lenet5-mnist-"))
     runs = pd.DataFrame([run_row(o) for o in outs])
     runs.to_csv(dest.parent / "runs.csv", index=False)
     long = []
@@ -187,7 +248,7 @@ def main() -> int:
                                 majority=11.35)
     save_figure(fig, figures_dir() / "evidence_gain.png")
     print((dest.parent / "comparisons.md").read_text())
-    return 0
+    return 1 if refused else 0
 
 
 if __name__ == "__main__":

@@ -164,8 +164,9 @@ def comparison_table(results: Mapping[int, dict] | Sequence[dict], reference: st
     but the baselines given stage 2 (the baselines retrained exactly as stage 1 is: the comparison of the searches
     themselves; uniform_safs gets SAFS's stage 2, so `focus` - uniform_safs is its comparison).
 
-    Each comparison pairs only the seeds where both methods have a value (a baseline run on fewer seeds is
-    compared on those; its row's n and seeds say which); a comparison with no common seed has no row.
+    Each comparison pairs only the seeds where both methods have a finite value (a baseline run on fewer seeds is
+    compared on those; its row's n and seeds say which, and `missing` lists the group's other seeds: a value that
+    is NaN, infinite or None, or a method a run lacks); a comparison with no common seed has no row.
     Methods keep the order of their first appearance in the runs' dicts.
 
     Args:
@@ -177,7 +178,7 @@ def comparison_table(results: Mapping[int, dict] | Sequence[dict], reference: st
         equal_footing: the method compared against every baseline as well (None: no such rows).
 
     Returns:
-        A DataFrame, one row per comparison "method - reference": columns method, reference, n, seeds,
+        A DataFrame, one row per comparison "method - reference": columns method, reference, n, seeds, missing,
         mean_method, mean_reference, mean_diff, median_diff, ci_low, ci_high, ci_method, t_low, t_high,
         p_wilcoxon, wins, ties, losses.
 
@@ -189,6 +190,7 @@ def comparison_table(results: Mapping[int, dict] | Sequence[dict], reference: st
     acc = _accuracies(results, key)
     if not acc:
         raise ValueError("no runs to compare")
+    present = {m for values in _present(results, key).values() for m in values}
     methods = list(dict.fromkeys(m for values in acc.values() for m in values))
     pairs = [(m, reference) for m in methods if m != reference]
     pairs += [(focus, m) for m in methods if m not in (focus, reference)] if focus in methods else []
@@ -202,11 +204,19 @@ def comparison_table(results: Mapping[int, dict] | Sequence[dict], reference: st
         seeds = [s for s, values in acc.items() if a in values and b in values]
         if not seeds:
             continue
+        # seeds of the group where a method reported no finite value (NaN, inf, None): said, never dropped silently
+        missing = tuple(s for s in acc if s not in seeds and (a in present or b in present))
         r = paired([acc[s][a] for s in seeds], [acc[s][b] for s in seeds], tol, n_resamples, seed=seed)
-        rows.append({"method": a, "reference": b, "n": r["n"], "seeds": tuple(seeds), "mean_method": r["mean_a"],
-                     "mean_reference": r["mean_b"], **{k: r[k] for k in _STAT_COLUMNS}})
-    return pd.DataFrame(rows, columns=["method", "reference", "n", "seeds", "mean_method", "mean_reference",
-                                       *_STAT_COLUMNS])
+        rows.append({"method": a, "reference": b, "n": r["n"], "seeds": tuple(seeds), "missing": missing,
+                     "mean_method": r["mean_a"], "mean_reference": r["mean_b"], **{k: r[k] for k in _STAT_COLUMNS}})
+    return pd.DataFrame(rows, columns=["method", "reference", "n", "seeds", "missing", "mean_method",
+                                       "mean_reference", *_STAT_COLUMNS])
+
+
+def _present(results, key: str) -> dict:
+    """seed -> the methods its results name under `key` (finite or not)."""
+    items = results.items() if isinstance(results, Mapping) else ((r["config"]["seed"], r) for r in results)
+    return {seed: set(res[key]) for seed, res in items}
 
 
 _STAT_COLUMNS = ["mean_diff", "median_diff", "ci_low", "ci_high", "ci_method", "t_low", "t_high", "p_wilcoxon",
@@ -235,7 +245,9 @@ def format_comparison(table: pd.DataFrame, style: str = "markdown", labels: Mapp
     name = lambda m: (labels or {}).get(m, m)  # noqa: E731
     head = ["comparison", "n", "mean diff", "median diff", f"{100 * CONFIDENCE:g}% CI (bootstrap)",
             "Wilcoxon p", "W/T/L"]
-    body = [[f"{name(r.method)} - {name(r.reference)}", f"{r.n}", f"{r.mean_diff:+.2f}", f"{r.median_diff:+.2f}",
+    body = [[f"{name(r.method)} - {name(r.reference)}",
+             f"{r.n}" + (f" ({len(r.missing)} missing: seeds {', '.join(map(str, r.missing))})"
+                         if getattr(r, "missing", ()) else ""), f"{r.mean_diff:+.2f}", f"{r.median_diff:+.2f}",
              f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]", f"{r.p_wilcoxon:.3g}", f"{r.wins}/{r.ties}/{r.losses}"]
             for r in table.itertuples()]
     if style == "markdown":
