@@ -3,4 +3,4 @@
 Bump it whenever a change can move a number (training, search, HPO, data loading); bump
 `activations.OPS_VERSION` whenever an operator's definition changes.
 """
-KIT_VERSION = "0.3.0"
+KIT_VERSION = "0.4.0"

@@ -299,3 +299,34 @@ def test_pooling_that_does_not_divide_the_map_gets_exact_gradients(pool2, monkey
     model = prune_model(model, 0.9, "global")
     x, y = inputs((1, 28, 28), batch=8)
     assert_equivalent(model, x, y, f"pool {pool2}")
+
+
+def test_plan_work_counts_every_weight_of_an_unpruned_net_and_less_as_the_masks_keep_less():
+    from safs_lite.training.compact import plan_work
+
+    model = build_model("lenet5", seed=0)
+    full = 6 * 25 * 24 * 24 + 16 * 6 * 25 * 8 * 8 + 120 * 256 + 84 * 120 + 10 * 84  # LeNet-5's multiply-adds
+    prune_model(model, 0.0)
+    work = plan_work(model, (1, 28, 28))
+    assert work["dense"]["macs"] == work["compact"]["macs"] == full  # nothing pruned: the same work
+    macs = [plan_work(prune_model(build_model("lenet5", seed=0), s), (1, 28, 28))["compact"]["macs"]
+            for s in (0.5, 0.9, 0.99)]
+    assert macs[0] > macs[1] > macs[2] and plan_work(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1)), (1, 4, 4)) \
+        .startswith("0: only Conv2d without padding")
+
+
+def test_auto_takes_the_engine_its_cost_model_predicts_faster(monkeypatch):
+    from safs_lite.training import compact as C
+
+    model = prune_model(build_model("lenet5", seed=0), 0.99)
+    shape = (1, 28, 28)
+    ratio = [C.predicted_ms(model, shape, b)["compact"] / C.predicted_ms(model, shape, b)["dense"] for b in (1, 256)]
+    assert ratio[1] < ratio[0]  # per-step overheads weigh less in a large batch: the batch size enters the choice
+    for cheap, expect in (("compact", "compact"), ("dense", "dense")):
+        other = "dense" if cheap == "compact" else "compact"
+        monkeypatch.setitem(C.AUTO_COST, cheap, {"step": 0.0, "mac": 0.0, "element": 0.0})
+        monkeypatch.setitem(C.AUTO_COST, other, {"step": 1.0, "mac": 1.0, "element": 1.0})
+        assert [resolve_engine(model, "auto", shape, b) for b in (1, 256)] == [expect, expect]
+        assert (engine_for(model, "auto", shape, 256) is model) == (expect == "dense")
+    assert resolve_engine(model, "auto") == "compact"  # no shape or batch given: the pruned-share rule
+    assert resolve_engine(build_model("lenet5", seed=0), "auto", shape, 256) == "dense"  # nothing to skip

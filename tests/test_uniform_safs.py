@@ -169,8 +169,9 @@ def test_run_evidence_plans_a_collected_run_again_only_for_a_missing_baseline(tm
     # asked for one more: computed, and the collected ones kept (results.json lists only the baselines asked for)
     assert tool.plan_baselines(shipped, ("uniform_safs",)) == ("uniform", "swish", "random", "uniform_safs")
     shipped.write_text(json.dumps({"kit": "0.0.0", "baselines": {"uniform": {}, "swish": {}}}))
-    assert tool.plan_baselines(shipped, ("uniform", "swish")) == ("uniform", "swish")  # another kit: run again
-    assert tool.plan_baselines(shipped, ()) == ()
+    assert tool.plan_baselines(shipped, ("uniform", "swish")) is None  # an older kit's record is kept ...
+    assert tool.plan_baselines(shipped, ("uniform", "swish"), rerun_older=True) == ("uniform", "swish")  # ... or redone
+    assert tool.plan_baselines(shipped, (), rerun_older=True) == ()  # rerun, with no baseline asked for
 
 
 def test_run_evidence_refuses_an_allocation_outside_its_plan_in_one_line():

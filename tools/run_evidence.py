@@ -18,8 +18,8 @@ with its error and the plan goes on; a later success removes the record. `tools/
 the failed and missing seeds per setting.
 
 Runs go seed by seed (every allocation of seed 0 first), so a study cut short still pairs its seeds. A
-run already collected in results/evidence/runs by this kit version with every requested baseline
-(`--baselines`, default uniform and swish) is skipped, so the study grows across sessions from what is
+run already collected in results/evidence/runs with every requested baseline (`--baselines`, default uniform
+and swish) is skipped, whichever kit version made it (`--rerun-older` reruns those of older versions), so the study grows across sessions from what is
 committed. Baselines are not part of a run's key: asking for one more (`--baselines uniform swish
 uniform_safs`, the best uniform operator given SAFS's stage 2) reads every other stage of a finished run
 folder back and computes only the new baseline (a run folder no longer in the runs folder is run again).
@@ -83,12 +83,14 @@ def threads_arg(text: str) -> int:
     return int(text)
 
 
-def plan_baselines(shipped: Path, baselines) -> tuple[str, ...] | None:
-    """The baselines a run computes, or None when it is done: collected at `shipped` (its results.json) by this kit
-    version with every one of `baselines`. A run collected with other baselines keeps them too (results.json lists
-    only the baselines a run was asked for), so adding one never drops another from the study."""
+def plan_baselines(shipped: Path, baselines, rerun_older: bool = False) -> tuple[str, ...] | None:
+    """The baselines a run computes, or None when it is done: collected at `shipped` (its results.json) with every
+    one of `baselines`, by this kit version or (unless `rerun_older`) an older one: a collected run is a record of
+    the kit that made it (results.json says which), kept when the kit moves on. A run collected with other
+    baselines keeps them too (results.json lists only the baselines a run was asked for), so adding one never drops
+    another from the study."""
     res = load_json(shipped) if shipped.exists() else {}
-    current = res.get("kit") == KIT_VERSION
+    current = bool(res) and (res.get("kit") == KIT_VERSION or not rerun_older)
     have = tuple(res.get("baselines", {})) if current else ()
     if current and set(baselines) <= set(have):
         return None
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baselines", nargs="*", default=list(BASELINES), metavar="NAME",
                    help=f"baselines every run computes (default: {' '.join(BASELINES)}); a finished run lacking one "
                         "computes only that one")
+    p.add_argument("--rerun-older", action="store_true",
+                   help="also rerun collected runs made by an older kit version (default: keep them)")
     args = p.parse_args(argv)
     if args.baselines == list(BASELINES) and args.plan in PLAN_BASELINES:
         args.baselines = list(PLAN_BASELINES[args.plan])
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = SAFSConfig(sparsity=sparsity, pruning=pruning, preset=preset, seed=seed,
                              dataset=PLAN_DATASETS.get(args.plan, "mnist")).validate()
             shipped = results_dir() / "evidence" / "runs" / run_prefix(asdict(cfg)) / "results.json"
-            wanted = plan_baselines(shipped, baselines)
+            wanted = plan_baselines(shipped, baselines, args.rerun_older)
             if wanted is None:
                 continue  # collected by an earlier session (runs/ is not kept between sessions, results/ is)
             t0 = time.perf_counter()

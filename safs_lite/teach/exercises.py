@@ -27,18 +27,7 @@ from ..method.activations import get_op
 from ..method.lahc import lahc_accepts
 from ..method.pruning import accuracy_ceiling, prune_model
 from ..nets.models import build_model
-
-
-def _close(got: Any, want: float, tol: float, what: str) -> None:
-    assert isinstance(got, (int, float, np.floating, np.integer)) or torch.is_tensor(got), \
-        f"{what} should be a number, got {type(got).__name__}"
-    assert math.isclose(float(got), want, abs_tol=tol), f"{what}: expected {want:.4g}, got {float(got):.4g}"
-
-
-def _given(value: Any, name: str) -> None:
-    """A sub-question's answer must be given: None counts as not answered yet."""
-    if value is None:
-        raise NotImplementedError(name)
+from .exercises_base import _close, _given  # shared by every notebook's checks
 
 
 # ---------------------------------------------------------------- 01: dense training
@@ -325,45 +314,6 @@ def _epochs_used(fn: Callable) -> None:
                              f"epoch: count its intermediate_values), got {got}")
 
 
-# ---------------------------------------------------------------- 07: reproduction
-
-
-def _best_global_seed(answer, layerwise_seeds_below: list | None = None) -> None:
-    from ..study.shipped import shipped_sweep
-
-    _given(layerwise_seeds_below, "layerwise_seeds_below")
-    assert isinstance(answer, (tuple, list)) and len(answer) == 2 and None not in answer, "give (seed, gain)"
-    sweep = shipped_sweep()
-    gains = {}
-    for pruning in ("global", "layerwise"):
-        acc = sweep.query(f"sparsity == 0.99 and pruning == '{pruning}'").pivot_table(
-            index="seed", columns="method", values="test_accuracy")
-        gains[pruning] = acc["safs"] - acc["magnitude_pruning"]
-    assert int(answer[0]) == int(gains["global"].idxmax()), \
-        "not that seed: compare the SAFS gain (SAFS - MP) of every global run at 99%"
-    _close(answer[1], float(gains["global"].max()), 0.01, "its SAFS gain (points, SAFS - MP)")
-    below = sorted(int(s) for s, g in gains["layerwise"].items() if g < 0)
-    assert sorted(int(s) for s in layerwise_seeds_below) == below, (
-        f"layerwise_seeds_below = {sorted(layerwise_seeds_below)}: not the layer-wise seeds whose SAFS test "
-        "accuracy is below magnitude pruning's")
-
-
-def _gain_summary(fn: Callable) -> None:
-    from ..run.folders import load_json
-    from ..run.results import table1
-    from ..study.shipped import shipped_runs
-
-    results = {s: load_json(f / "results.json") for s, f in shipped_runs("cpu").items()}
-    got = fn(results)
-    assert isinstance(got, (tuple, list)) and len(got) == 2, "return (mean, std)"
-    table = table1(results)
-    _close(got[0], table.loc["mean", "safs_gain"], 1e-6, "mean SAFS gain")
-    if math.isclose(float(got[1]), float(np.std([r["test_accuracy"]["safs"] - r["test_accuracy"]["magnitude_pruning"]
-                                                for r in results.values()])), abs_tol=1e-6):
-        raise AssertionError("that is the population std (ddof=0); Table 1 uses the sample std (ddof=1)")
-    _close(got[1], table.loc["std", "safs_gain"], 1e-6, "std of the SAFS gain over seeds (ddof=1)")
-
-
 # ---------------------------------------------------------------- 08: your own model
 
 
@@ -400,43 +350,6 @@ def _global_keep(fn: Callable) -> None:
             f"global: expected kept {want}, got {got}")
 
 
-# ---------------------------------------------------------------- 09: sparse RL policy
-
-
-def _returns_to_go(fn: Callable, g0_of_10_steps: float | None = None) -> None:
-    _given(g0_of_10_steps, "g0_of_10_steps")
-    g = np.random.default_rng(9)
-    for n, gamma in ((1, 0.99), (5, 0.9), (40, 0.99), (12, 1.0), (7, 0.0)):
-        rewards = [float(r) for r in g.normal(1.0, 1.0, n).round(2)]
-        want, run = [], 0.0
-        for r in reversed(rewards):
-            run = r + gamma * run
-            want.append(run)
-        want = want[::-1]
-        got = fn(list(rewards), gamma)
-        got = [float(x) for x in (got.tolist() if hasattr(got, "tolist") else got)]
-        assert len(got) == n, f"{n} rewards give {n} returns, one per step; got {len(got)}"
-        if n > 1 and gamma not in (0.0, 1.0) and np.allclose(got, [sum(gamma ** k * r for k, r in
-                                                                     enumerate(rewards[:t + 1][::-1]))
-                                                                 for t in range(n)]):
-            raise AssertionError("those are discounted sums of the PAST rewards; G_t sums the rewards from step t on")
-        assert np.allclose(got, want, atol=1e-9), (f"rewards {rewards[:4]}..., gamma {gamma}: expected "
-                                                   f"{[round(x, 4) for x in want[:3]]}..., got {[round(x, 4) for x in got[:3]]}...")
-    _close(g0_of_10_steps, sum(0.99 ** k for k in range(10)), 1e-3, "g0_of_10_steps (G_0 of 10 rewards of 1 at gamma 0.99)")
-
-
-def _break_point(fn: Callable) -> None:
-    cases = (({0.8: 500.0, 0.9: 480.0, 0.95: 260.0, 0.97: 120.0}, 500.0, 0.97),
-             ({0.99: 9.4, 0.9: 500.0, 0.96: 40.0, 0.98: 300.0}, 500.0, 0.96),  # any order; non-monotone
-             ({0.5: 100.0, 0.6: 50.0, 0.7: 10.0}, 100.0, 0.6),  # exactly half counts
-             ({0.9: 300.0, 0.95: 260.0}, 500.0, None))  # never broken
-    for returns, dense, want in cases:
-        got = fn(dict(returns), dense)
-        assert (got is None) == (want is None), (f"sweep {returns}, dense {dense}: expected {want}, got {got} "
-                                                 "(None when no sparsity is at or below half the dense return)")
-        assert want is None or math.isclose(float(got), want), f"sweep {returns}, dense {dense}: expected {want}, got {got}"
-
-
 CHECKS: dict[str, tuple[Callable, str]] = {
     "01.1": (_n_weights, "which modules hold the weights notebook 02 prunes, and which attribute is the weight?"),
     "01.2": (_confusion, "the row is the true class, the column the prediction; try it on 3 images by hand"),
@@ -455,15 +368,24 @@ CHECKS: dict[str, tuple[Callable, str]] = {
     "06.1": (_promotions, "Optuna keeps the best max(1, n // 3) of the n first-rung scores seen so far; ties?"),
     "06.2": (_optuna_objective, "suggest on a log scale; the value Optuna maximises should peak at lr = 10^-2.5"),
     "06.3": (_epochs_used, "each trial reports once per epoch it trained"),
-    "07.1": (_best_global_seed, "the run browser shows every run; the sweep table `sweep_table` holds the same"),
-    "07.2": (_gain_summary, "Table 1's std is the sample standard deviation"),
     "08.1": (_csr_bytes, "CSR stores each kept value, its column index and one row pointer per row plus one; "
                          "torch uses 8-byte indices"),
     "08.2": (_global_keep, "global pruning sorts |w| of all layers together"),
-    "09.1": (_returns_to_go, "go backwards from the last step: G_t = r_t + gamma * G_(t+1), with G after the end = 0"),
-    "09.2": (_break_point, "keep the sparsities whose return is <= dense / 2 (ties count), then take the smallest; the "
-                           "dict's order is not the sparsities' order"),
 }
+
+
+def _register() -> None:
+    """Add the checks kept in their notebooks' own modules (07 and 09: statistics and RL) to CHECKS."""
+    from . import checks_07, checks_09
+
+    for module in (checks_07, checks_09):
+        clash = set(module.CHECKS) & set(CHECKS)
+        if clash:
+            raise ValueError(f"exercise names defined twice: {sorted(clash)}")
+        CHECKS.update(module.CHECKS)
+
+
+_register()
 
 
 def check(name: str, answer: Any, **parts: Any) -> None:

@@ -70,6 +70,12 @@ TAPS_MAX_DENSITY = 0.9
 # "auto" takes the compact engine from this share of pruned weights on (measured as above: about even with
 # the dense engine at 80%, slower at 70%, 1.2x faster at 90%, 4.8x at 99%).
 AUTO_MIN_SPARSITY = 0.8
+# auto's cost model (`predicted_ms`): ms per training step = step x steps + batch x (mac x multiply-adds + element x
+# activation/pooling elements) per image, per engine, one CPU thread. Fitted by benchmarks/engine_choice.py
+# (non-negative least squares over 100 timings: LeNet-5 masks at 50-99.5%, three allocations, batch 1-256; the
+# fit picks the faster engine in 85 of 100 and costs the grid 1.8% over always the faster, the 80% rule 5.1%).
+AUTO_COST = {"dense": {"step": 0.156, "mac": 2.53e-7, "element": 0.0},
+             "compact": {"step": 0.194, "mac": 1.95e-7, "element": 1.01e-6}}
 
 
 def check_engine(name: str) -> str:
@@ -209,14 +215,15 @@ class _Layer:
         self.const_out = bool((~conn_out).any())
         self.conn_out, self.lo = conn_out.to(dev), live_out.to(dev)
         self.n_live, self.taps = len(live_out), False
+        if conv:
+            _, h, wd = in_shape
+            self.out_hw = ((h - w.shape[2]) // m.stride[0] + 1, (wd - w.shape[3]) // m.stride[1] + 1)
         if self.n_live == 0:
             return
         if conv:
             i_n, kh, kw = w.shape[1:]
             sub = kept[live_out][:, live_in]  # (lo, li, kh, kw)
-            _, h, wd = in_shape
             self.stride = m.stride
-            self.out_hw = ((h - kh) // m.stride[0] + 1, (wd - kw) // m.stride[1] + 1)
             used = sub.any(0)  # (li, kh, kw): the taps some live row keeps
             self.n_taps = int(used.sum())
             self.taps = int(sub.sum()) <= TAPS_MAX_DENSITY * sub.numel()
@@ -381,6 +388,7 @@ class CompactNet:
         self.params = [p for o in ops if o.module is not None for p in o.module.parameters()]
         self._plans: dict[tuple[int, ...], list] = {}
         self._missing: dict[tuple, list] = {}  # (input shape, trainable parameters) -> the ones the graph misses
+        self._work: dict[tuple[int, ...], dict] = {}  # input shape -> `plan_work`'s counts
         self._probing = False
 
     def _plan(self, in_shape: tuple[int, ...]) -> list:
@@ -570,14 +578,77 @@ def compact(model: nn.Module) -> CompactNet | str:
     return net
 
 
-def resolve_engine(model: nn.Module, engine: str = "auto") -> str:
+def plan_work(model: nn.Module, sample_shape: tuple[int, ...]) -> dict[str, dict[str, int]] | str:
+    """What one image costs each engine, counted from the compact plan: multiply-adds of the conv and linear
+    layers (`macs`), activation and pooling elements (`elements`) and steps (`steps`); or why the compact engine
+    cannot run the model. The dense engine computes every unit and weight; the compact one the live units and,
+    per convolution, the kept taps it gathers (or the small dense convolution it runs).
+    """
+    net = compact(model)
+    if isinstance(net, str):
+        return net
+    key = tuple(sample_shape)
+    if key not in net._work:
+        net._work[key] = _count_work(net, key)
+    return net._work[key]
+
+
+def _count_work(net: "CompactNet", sample_shape: tuple[int, ...]) -> dict[str, dict[str, int]]:
+    with torch.no_grad():
+        plan = net._plan(sample_shape)[0]
+    dense = {"macs": 0, "elements": 0, "steps": 0}
+    comp = {"macs": 0, "elements": 0, "steps": 0}
+    hw, units, live = (1, 1), 0, 0
+    for kind, data in plan:
+        for work in (dense, comp):
+            work["steps"] += 1
+        if kind in ("conv", "linear"):
+            w, _ = _weight(data.m)
+            hw = data.out_hw if data.conv else (1, 1)
+            n = hw[0] * hw[1]
+            dense["macs"] += w.numel() * n
+            units, live = w.shape[0], data.n_live
+            if data.n_live:
+                gathered = data.conv and data.taps
+                per = data.n_taps if gathered else int(torch.tensor(data.w_shape[1:]).prod())
+                comp["macs"] += data.n_live * per * n
+                comp["elements"] += data.n_taps * n if gathered else 0  # the gathered windows
+        elif kind == "act":
+            dense["elements"] += units * hw[0] * hw[1]
+            comp["elements"] += live * hw[0] * hw[1]
+        elif kind in ("pool", "avgpool"):
+            dense["elements"] += units * hw[0] * hw[1]
+            comp["elements"] += live * hw[0] * hw[1]
+            pool = F.max_pool2d if kind == "pool" else F.avg_pool2d
+            hw = tuple(pool(torch.zeros(1, 1, *hw), **data).shape[2:])
+        else:  # flatten
+            units, live, hw = units * hw[0] * hw[1], live * hw[0] * hw[1], (1, 1)
+    return {"dense": dense, "compact": comp}
+
+
+def predicted_ms(model: nn.Module, sample_shape: tuple[int, ...], batch_size: int) -> dict[str, float] | str:
+    """auto's cost model: ms per training step (forward, backward, Adam step, one thread) of each engine,
+    AUTO_COST's constants times `plan_work`'s counts; or why the compact engine cannot run the model."""
+    work = plan_work(model, sample_shape)
+    if isinstance(work, str):
+        return work
+    return {e: AUTO_COST[e]["step"] * w["steps"] + batch_size * (AUTO_COST[e]["mac"] * w["macs"]
+                                                                  + AUTO_COST[e]["element"] * w["elements"])
+            for e, w in work.items()}
+
+
+def resolve_engine(model: nn.Module, engine: str = "auto", sample_shape: tuple[int, ...] | None = None,
+                   batch_size: int | None = None) -> str:
     """The engine `engine` means for `model` where it is now: "dense" or "compact".
 
-    "auto" picks compact for a model on the CPU that the engine supports whose masks prune at
-    least AUTO_MIN_SPARSITY of its masked layers' weights, dense otherwise (below that the
-    compact engine is no faster; on CUDA the dense kernels are not the bottleneck a pruned
-    LeNet-5's are on a CPU core). It depends only on the model's structure, masks and device,
-    so the same run resolves the same way every time.
+    "auto" on the CPU, given the shape of one sample and the batch size (as `train` and `evaluate` give them),
+    takes the engine `predicted_ms` predicts faster for a training step: it counts from the compact plan what
+    each engine computes per image (multiply-adds, activation and pooling elements, steps) and prices it with
+    AUTO_COST, which `benchmarks/engine_choice.py` measured and fitted (docs/compact_engine.md). Without them
+    it takes compact from AUTO_MIN_SPARSITY pruned weights on. Never compact on CUDA (the dense kernels are not
+    the bottleneck a pruned LeNet-5's are on a CPU core), nor for a model the engine does not support. The
+    choice depends only on the model's structure, masks, device, sample shape and batch size, so the same run
+    resolves the same way every time.
     "compact" on a model the engine does not support gives "dense" with a one-line
     warning (once per model type and reason).
 
@@ -589,8 +660,15 @@ def resolve_engine(model: nn.Module, engine: str = "auto") -> str:
         return "dense"
     if engine == "auto":
         p = next(model.parameters(), None)
-        if p is None or p.device.type != "cpu" or _pruned_share(model) < AUTO_MIN_SPARSITY:
+        if p is None or p.device.type != "cpu" or _pruned_share(model) == 0.0:
             return "dense"
+        if sample_shape is None or batch_size is None:
+            if _pruned_share(model) < AUTO_MIN_SPARSITY:
+                return "dense"
+        else:
+            cost = predicted_ms(model, tuple(sample_shape), batch_size)
+            if not isinstance(cost, str) and cost["compact"] >= cost["dense"]:
+                return "dense"
     net = compact(model)
     if isinstance(net, str):
         key = (type(model).__name__, net, engine)
@@ -605,7 +683,8 @@ def resolve_engine(model: nn.Module, engine: str = "auto") -> str:
     return "compact"
 
 
-def engine_for(model: nn.Module, engine: str = "auto") -> Callable[[Tensor], Tensor]:
+def engine_for(model: nn.Module, engine: str = "auto", sample_shape: tuple[int, ...] | None = None,
+               batch_size: int | None = None) -> Callable[[Tensor], Tensor]:
     """What to call on a batch to run `model` on `engine`: the model itself, or its `CompactNet`.
 
     Example:
@@ -613,4 +692,4 @@ def engine_for(model: nn.Module, engine: str = "auto") -> Callable[[Tensor], Ten
         >>> type(engine_for(prune_model(build_model("lenet5"), 0.9), "compact")).__name__
         'CompactNet'
     """
-    return compact(model) if resolve_engine(model, engine) == "compact" else model
+    return compact(model) if resolve_engine(model, engine, sample_shape, batch_size) == "compact" else model

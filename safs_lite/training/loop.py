@@ -259,7 +259,7 @@ def evaluate(model: nn.Module, data: Data, split: str = "val", batch_size: int =
     if data.val.x.device != device:  # like `train`: the data follows the model
         data = data.to(device)
     autocast, fmt, _ = _cuda_setup(device)
-    net = engine_for(model, engine)
+    net = engine_for(model, engine, data.input_shape, batch_size)
     loss = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: one sync, at the end
     correct = torch.zeros((), dtype=torch.int64, device=device)
     n = 0
@@ -325,7 +325,8 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig = TrainConfig(), progre
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = make_optimizer(model, cfg)
-    net = engine_for(model, cfg.engine)  # the model itself, or its compact form on the same parameters
+    # the model itself, or its compact form on the same parameters
+    net = engine_for(model, cfg.engine, data.input_shape, cfg.batch_size)
     n_train = len(data.train) if cfg.train_subset is None else min(cfg.train_subset, len(data.train))
     steps = train_batches(n_train, cfg.batch_size)  # what `Data.batches` yields: the schedule ends with the run
     guard = _FiniteGuard(model, device)
