@@ -375,10 +375,10 @@ CHECKS: dict[str, tuple[Callable, str]] = {
 
 
 def _register() -> None:
-    """Add the checks kept in their notebooks' own modules (07 and 09: statistics and RL) to CHECKS."""
-    from . import checks_07, checks_09
+    """Add the checks kept in modules of their own (07 and 09: statistics and RL; the quizzes) to CHECKS."""
+    from . import checks_07, checks_09, quiz
 
-    for module in (checks_07, checks_09):
+    for module in (checks_07, checks_09, quiz):
         clash = set(module.CHECKS) & set(CHECKS)
         if clash:
             raise ValueError(f"exercise names defined twice: {sorted(clash)}")
