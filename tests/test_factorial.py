@@ -11,9 +11,10 @@ from safs_lite.run.folders import load_json
 from safs_lite.study import factorial as fx
 
 
-def _run(root, name, own_epochs, acc):
+def _run(root, name, own_epochs, acc, evaluations=9):
     folder = root / "evidence" / "runs" / name
     folder.mkdir(parents=True)
+    (folder / "stage1.json").write_text(json.dumps({"search": {"evaluations": evaluations}}))
     base = {c: acc[c] for c in ("magnitude_pruning", "stage2", "stage1", "safs")}
     res = {"config": {"budgets": {"finetune_epochs": own_epochs}}, "test_accuracy": base,
            "baselines": {c: {"test_accuracy": acc[c]} for c in ("uniform", "uniform_safs")}}
@@ -41,7 +42,7 @@ def _cells(seed, operator=5.0, stage2=2.0, search=0.0, noise=0.0):
 def study(tmp_path, monkeypatch):
     monkeypatch.setenv("SAFS_RESULTS", str(tmp_path))
     for s in range(6):
-        _run(tmp_path, f"safs-lenet5-mnist-0.99-layerwise-cpu-s{s}", 30, _cells(s, noise=0.3))
+        _run(tmp_path, f"safs-lenet5-mnist-0.99-layerwise-cpu-s{s}", 30, _cells(s, noise=0.3), evaluations=41)
         name = f"safs-lenet5-mnist-0.99-global-sweep-s{s}"
         _run(tmp_path, name, 5, _cells(s, operator=-50))  # the 5-epoch numbers must not be read at 30
         if s < 5:
@@ -53,8 +54,9 @@ def study(tmp_path, monkeypatch):
 def test_cells_come_from_the_budget_asked_and_gaps_are_kept(study):
     cells = fx.load_cells(30)
     glob = cells[cells["setting"] == "99% global (sweep)"]
-    assert set(glob[glob["seed"] < 4]["source"]) == {"finals"} and set(cells[cells["preset"] == "cpu"]["source"]) \
-        == {"committed"}
+    six = cells["cell"].isin(fx.CELLS)
+    assert set(glob[(glob["seed"] < 4) & six]["source"]) == {"finals"} and set(cells[(cells["preset"] == "cpu")
+                                                                                     & six]["source"]) == {"committed"}
     failed = glob[(glob["seed"] == 4) & (glob["cell"] == "safs")].iloc[0]
     assert math.isnan(failed["test_accuracy"]) and "diverged" in failed["note"]
     unretrained = glob[glob["seed"] == 5]
@@ -64,6 +66,24 @@ def test_cells_come_from_the_budget_asked_and_gaps_are_kept(study):
     assert total["n"] == 4 and total["missing"] == (4, 5) and total["seeds"] == (0, 1, 2, 3)
     assert eff.loc[("99% global (sweep)", "operator")]["n"] == 5  # seed 4's other cells still count
     assert eff.loc[("99% global (sweep)", "operator")]["mean"] == pytest.approx(3.0, abs=0.5)  # not the -50 at 5
+
+
+def test_equal_evaluation_cells_come_from_equal_search_or_a_search_that_already_had_more(study):
+    equal = study / "evidence" / "equal"
+    equal.mkdir()
+    for s in range(3):
+        acc = _cells(s, operator=3.0, search=4.0, noise=0.2)
+        (equal / f"safs-lenet5-mnist-0.99-global-sweep-s{s}-e30.json").write_text(json.dumps(
+            {"cells": {"stage1_equal": {"test_accuracy": acc["uniform"] + 1.0},
+                       "safs_equal": {"test_accuracy": acc["uniform_safs"] - 2.0}}}))
+    cells = fx.load_cells(30)
+    cpu = cells[(cells["preset"] == "cpu") & cells["cell"].isin(fx.EQUAL_CELLS)]
+    assert set(cpu["source"]) == {"committed"} and "41 evaluations" in cpu["note"].iloc[0]
+    eff = fx.effects(cells, n_resamples=2000).set_index(["setting", "effect"])
+    r = eff.loc[("99% global (sweep)", "search_with_stage2_equal")]
+    assert r["n"] == 3 and r["mean"] == pytest.approx(-2.0) and r["missing"] == (3, 4, 5)
+    assert eff.loc[("99% layerwise (cpu)", "search_with_stage2_equal")]["mean"] == pytest.approx(
+        eff.loc[("99% layerwise (cpu)", "search_with_stage2")]["mean"])  # its own LAHC: no extension needed
 
 
 def test_the_path_adds_up_to_the_total_and_the_interaction_is_a_difference_of_effects(study):
@@ -128,3 +148,10 @@ def test_update_readme_replaces_only_the_marked_block(tmp_path):
     page.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         fx.update_readme(page, "new")
+
+
+def test_budget_pairs_compare_the_same_masks_retrained_at_both_budgets(study):
+    _finals(study, "safs-lenet5-mnist-0.99-global-sweep-s0", 5, _cells(0, operator=3.0, search=9.0))
+    pairs = fx.budget_pairs(budget=30, short=5)
+    assert [(p["setting"], p["seed"]) for p in pairs] == [("99% global (sweep)", 0)]
+    assert pairs[0]["short"] - pairs[0]["long"] == pytest.approx(5.0, abs=1.5)  # search +9 at 5, +4 at 30 (noise)

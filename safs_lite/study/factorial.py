@@ -40,11 +40,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..method.operators import SEARCH_SPACE
 from ..paths import figures_dir, results_dir
 from ..run.folders import load_json
 from .stats import N_RESAMPLES, bootstrap_interval, t_interval, wilcoxon_p
 
 CELLS = ("magnitude_pruning", "stage2", "uniform", "uniform_safs", "stage1", "safs")
+# LAHC at the scan's evaluation count (tools/equal_search.py; the cpu preset's own LAHC already scores more)
+EQUAL_CELLS = ("stage1_equal", "safs_equal")
 CELL_LABELS = {"magnitude_pruning": "MP (ReLU)", "stage2": "ReLU + stage 2", "uniform": "single operator",
                "uniform_safs": "single operator + stage 2", "stage1": "per-layer (LAHC)",
                "safs": "SAFS (per-layer + stage 2)"}
@@ -58,6 +61,10 @@ EFFECTS = {
     "search_without_stage2": ("stage1", "uniform", "the per-layer search, dense fine-tuning on both sides"),
     "stage2_on_search": ("safs", "stage1", "stage 2 on the per-layer operators"),
     "operator_with_stage2": ("uniform_safs", "stage2", "the single operator, stage 2 on both sides"),
+    "search_with_stage2_equal": ("safs_equal", "uniform_safs", "the per-layer search at the scan's evaluation "
+                                 "count, stage 2 on both sides"),
+    "search_without_stage2_equal": ("stage1_equal", "uniform", "the per-layer search at the scan's evaluation "
+                                    "count, dense fine-tuning on both sides"),
 }
 PATH = ("operator", "stage2_on_operator", "search_with_stage2")  # MP -> uniform -> uniform_safs -> SAFS
 INTERACTION = "stage2_x_operator"  # (uniform_safs - uniform) - (stage2 - MP)
@@ -125,14 +132,38 @@ def load_cells(epochs: int = 30, root: str | os.PathLike | None = None, sparsity
             else:
                 note = f"no {epochs}-epoch final (own budget {own})" if cells is None else "cell not retrained yet"
             rows.append({**meta, "cell": cell, "test_accuracy": value, "source": source, "note": note})
+        rows += _equal_rows(base, folder, res, epochs, meta, own)
     return pd.DataFrame(rows, columns=["setting", "dataset", "sparsity", "pruning", "preset", "seed", "run", "cell",
                                        "test_accuracy", "source", "note"])
+
+
+def _equal_rows(base: Path, folder: Path, res: dict, epochs: int, meta: dict, own: int) -> list[dict]:
+    """The equal-evaluation cells of one run: from results/evidence/equal/<run>-e<epochs>.json, or the run's own
+    stage 1 and SAFS where its LAHC already scored at least as many vectors as the scan (the cpu preset)."""
+    path = base / "equal" / f"{folder.name}-e{epochs}.json"
+    own_evals = res.get("stage1_search", {}).get("evaluations") or _own_evaluations(folder)
+    rows = []
+    for cell, own_cell in zip(EQUAL_CELLS, ("stage1", "safs")):
+        value, source, note = math.nan, "missing", "not run (tools/equal_search.py)"
+        if path.exists() and cell in load_json(path)["cells"]:
+            rec = load_json(path)["cells"][cell]
+            value, source, note = (math.nan, "equal", rec["error"]) if "error" in rec else \
+                (rec["test_accuracy"], "equal", "")
+        elif own_evals is not None and own_evals >= len(SEARCH_SPACE) and own == epochs:
+            value, source, note = _committed(res, own_cell), "committed", f"own LAHC: {own_evals} evaluations"
+        rows.append({**meta, "cell": cell, "test_accuracy": value, "source": source, "note": note})
+    return rows
+
+
+def _own_evaluations(folder: Path) -> int | None:
+    path = folder / "stage1.json"
+    return load_json(path).get("search", {}).get("evaluations") if path.exists() else None
 
 
 def wide(cells: pd.DataFrame) -> pd.DataFrame:
     """setting x seed rows, one column per cell (NaN where missing)."""
     return cells.pivot_table(index=["setting", "seed"], columns="cell", values="test_accuracy",
-                             aggfunc="first", dropna=False).reindex(columns=list(CELLS))
+                             aggfunc="first", dropna=False).reindex(columns=[*CELLS, *EQUAL_CELLS])
 
 
 def describe_differences(d: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict:
@@ -155,7 +186,7 @@ def effects(cells: pd.DataFrame, n_resamples: int = N_RESAMPLES, seed: int = 0) 
     table, rows = wide(cells), []
     for setting in dict.fromkeys(cells["setting"]):
         group = table.loc[setting]
-        counts = cells[cells["setting"] == setting]["source"].value_counts()
+        counts = cells[(cells["setting"] == setting) & cells["cell"].isin(CELLS)]["source"].value_counts()
         sources = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "missing")
         diffs = {name: group[a] - group[b] for name, (a, b, _) in EFFECTS.items()}
         diffs[INTERACTION] = diffs["stage2_on_operator"] - diffs["stage2_on_relu"]
@@ -314,7 +345,7 @@ def readme_block(root: str | os.PathLike | None = None, family: dict | None = No
     if pairs:
         lines += ["", f"Rows read at 5 epochs use the `sweep` preset's own 5-epoch finals until their {budget}-epoch "
                   "retrains (`tools/retrain_finals.py`) reach 10 masks. The budget changes the answer; the masks "
-                  f"retrained so far, SAFS - MP at 5 / {budget} epochs (both retrained by this kit): "
+                  f"retrained so far, SAFS - MP at 5 / {budget} epochs (both retrained by `tools/retrain_finals.py`): "
                   + "; ".join(f"{p['setting']} seed {p['seed']}: {p['short']:+.2f} / {p['long']:+.2f}"
                               for p in pairs) + "."]
     return "\n".join(lines)
@@ -323,8 +354,8 @@ def readme_block(root: str | os.PathLike | None = None, family: dict | None = No
 def budget_pairs(root: str | os.PathLike | None = None, budget: int = 30, short: int = 5) -> list[dict]:
     """SAFS - MP per mask at `short` and `budget` epochs, both from retrained finals (masks that have both)."""
     out = []
-    a = wide(load_cells(short, root)[lambda d: d["source"] == "finals"])
-    b = wide(load_cells(budget, root)[lambda d: d["source"] == "finals"])
+    a = wide(load_cells(short, root, prefer="finals")[lambda d: d["source"] == "finals"])
+    b = wide(load_cells(budget, root, prefer="finals")[lambda d: d["source"] == "finals"])
     for key in a.index.intersection(b.index):
         d_short = a.loc[key, "safs"] - a.loc[key, "magnitude_pruning"]
         d_long = b.loc[key, "safs"] - b.loc[key, "magnitude_pruning"]
