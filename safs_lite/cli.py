@@ -22,6 +22,22 @@ import time
 from .data.splits import DataNotFoundError
 
 
+def seeds_arg(text: str) -> list[int]:
+    """'0-9' or '0,3,5' -> a list of seeds (at least one, each >= 0); anything else: argparse's one-line error."""
+    try:
+        if "-" in text:
+            lo, hi = (int(v) for v in text.split("-"))
+            seeds = list(range(lo, hi + 1))
+        else:
+            seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seeds as FIRST-LAST with FIRST <= LAST (0-9) or as a "
+                                         "comma list (0,3,5), each >= 0")
+    return seeds
+
+
 def _demo(args: argparse.Namespace) -> int:
     import torch
 

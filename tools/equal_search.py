@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from safs_lite.cli import seeds_arg
 from safs_lite.data.builtin import load_data
 from safs_lite.method.activations import SEARCH_SPACE, get_alpha_beta
 from safs_lite.method.lahc import SearchConfig, lahc
@@ -49,17 +50,6 @@ from safs_lite.version import KIT_VERSION
 
 ALLOCATIONS = ("layerwise", "global", "erk", "protected")
 ENGINE = "compact"
-
-
-def seeds_arg(text: str) -> list[int]:
-    try:
-        lo, hi = (int(v) for v in text.split("-")) if "-" in text else (None, None)
-        seeds = list(range(lo, hi + 1)) if lo is not None else [int(s) for s in text.split(",")]
-    except ValueError:
-        seeds = []
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give seeds as FIRST-LAST (0-9) or a comma list (0,3,5)")
-    return seeds
 
 
 def extend_search(run: Path, data, out_csv: Path, budget: int = len(SEARCH_SPACE)) -> dict:

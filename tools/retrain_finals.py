@@ -43,6 +43,7 @@ from pathlib import Path
 
 import torch
 
+from safs_lite.cli import seeds_arg
 from safs_lite.data.builtin import load_data
 from safs_lite.method.activations import get_alpha_beta
 from safs_lite.paths import results_dir
@@ -61,18 +62,6 @@ CELLS = {  # cell -> (record holding its operators and final training config, wh
 }
 ALLOCATIONS = ("layerwise", "global", "erk", "protected")
 ENGINE = "compact"  # the engine of every committed 99% run's finals
-
-
-def seeds_arg(text: str) -> list[int]:
-    """'0-9' or '0,3,5' -> seeds; anything else: argparse's one-line error."""
-    try:
-        lo, hi = (int(v) for v in text.split("-")) if "-" in text else (None, None)
-        seeds = list(range(lo, hi + 1)) if lo is not None else [int(s) for s in text.split(",")]
-    except ValueError:
-        seeds = []
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give seeds as FIRST-LAST (0-9) or a comma list (0,3,5)")
-    return seeds
 
 
 def cell_plan(run: Path, cell: str) -> tuple[dict, TrainConfig, bool]:

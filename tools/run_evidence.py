@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from safs_lite.cli import seeds_arg
 from safs_lite.data.builtin import load_data
 from safs_lite.paths import results_dir, runs_dir
 from safs_lite.run.baselines import DEFAULT_BASELINES, check_baselines
@@ -58,22 +59,6 @@ PLANS = {
 PLAN_DATASETS = {"fashion": "fashion_mnist"}  # every other plan: mnist
 PLAN_BASELINES = {"fashion": ("uniform", "swish", "uniform_safs")}
 BASELINES = DEFAULT_BASELINES  # uniform and swish; --baselines asks for others (baselines.BASELINES)
-
-
-def seeds_arg(text: str) -> list[int]:
-    """'0-9' or '0,3,5' -> a list of seeds (at least one, each >= 0); anything else: argparse's one-line error."""
-    try:
-        if "-" in text:
-            lo, hi = (int(v) for v in text.split("-"))
-            seeds = list(range(lo, hi + 1))
-        else:
-            seeds = [int(s) for s in text.split(",")]
-    except ValueError:
-        seeds = []
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give seeds as FIRST-LAST with FIRST <= LAST (0-9) or as a "
-                                         "comma list (0,3,5), each >= 0")
-    return seeds
 
 
 def threads_arg(text: str) -> int:
