@@ -27,6 +27,7 @@ TOPICS = [
     ("evidence", "The evidence study"),
     ("reproducing", "Reproducing the paper"),
     ("ranking_fidelity", "Ranking fidelity"),
+    ("landscape", "The whole search space"),
     ("cli", "SAFS from the command line"),
     ("own_model", "SAFS on your own model"),
     ("scaling_out", "Scaling out"),
