@@ -52,3 +52,39 @@ def test_every_number_in_the_prose_is_in_an_output(path):
     missing = [(i, n) for i, cell in enumerate(nb.cells) if cell.cell_type == "markdown"
                for n in prose_numbers(cell.source) if n not in ALLOWED and n not in outputs]
     assert not missing, f"{path.name}: numbers in markdown cells that no output shows (cell, number): {missing}"
+
+
+# Measured times and counts in the prose: an integer with a unit of time or repetition ("106 s", "3 min",
+# "12 times", "4x") must be in an output of the same notebook too. Settings named with a unit (budgets such as
+# "200 epochs") are not caught: epochs, steps and seeds are no units here.
+TIMED = re.compile(r"(?<![\w.,])\d[\d,]* ?(?:s|min|seconds|minutes|times|x)\b")
+TIMED_ALLOWED = {"2 x", "3 x", "4 x", "5 x", "8 x"}  # shapes written "5 x 5" / "8 x 8" (images, kernels)
+# Every notebook and solution.
+TIMED_PAGES = PAGES
+
+
+def prose_timed(cell_source: str) -> list[str]:
+    """The integers with a unit of time or repetition of a markdown cell, outside code, links and maths."""
+    return [m.group(0) for m in TIMED.finditer(CODE.sub(" ", cell_source))]
+
+
+def test_timed_numbers_are_found():
+    assert prose_timed("measured 106 s and 58s, about 3 min, 12 times faster, 4x; `took 9 s`, 15 epochs, "
+                       "2 CPU cores, 1,000 images, 8x8 digits") == ["106 s", "58s", "3 min", "12 times", "4x"]
+
+
+def shown(timed: str, outputs: str) -> bool:
+    """Whether an output shows `timed`, spaced or not ("58 s", "58s"); "14 times" may be printed "14 x"."""
+    number, unit = re.match(r"([\d,]+) ?(.*)", timed).groups()
+    units = {unit, "x"} if unit == "times" else {unit}
+    return any(re.search(rf"(?<![\w.,]){re.escape(number)} ?{re.escape(u)}\b", outputs) for u in units)
+
+
+@pytest.mark.parametrize("path", TIMED_PAGES, ids=lambda p: str(p.relative_to(NOTEBOOKS)))
+def test_every_measured_time_in_the_prose_is_in_an_output(path):
+    nb = nbformat.read(path, as_version=4)
+    outputs = output_text(nb)
+    missing = [(i, n) for i, cell in enumerate(nb.cells) if cell.cell_type == "markdown"
+               for n in prose_timed(cell.source)
+               if n not in TIMED_ALLOWED and not shown(n, outputs)]
+    assert not missing, f"{path.name}: times or counts in markdown cells that no output shows (cell, text): {missing}"

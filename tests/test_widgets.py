@@ -92,7 +92,7 @@ def test_operator_properties_known_values():
     assert p.at["relu", "dead x<0"] == 1.0 and p.at["elu", "dead x<0"] == 0.0
     assert p.at["hardswish", "dead x<0"] == pytest.approx(0.4, abs=0.01)  # zero gradient for x < -3
     assert p.at["tanh", "monotone"] and not p.at["swish", "monotone"]
-    assert p.at["relu", "x<0 side"] == "-> 0 (blocks)"
+    assert p.at["relu", "x<0 side"] == "-> 0 far left"
     assert p.at["elu", "x<0 side"] == "saturates at -1.00"
     assert p.at["logsigmoid", "x<0 side"] == "passes (unbounded)"
     assert p.at["acon", "f'(-100)"] == pytest.approx(0.25)

@@ -82,7 +82,7 @@ def operator_curves(names: str | Sequence[str] | None = None, alpha: float = 1.0
 def _negative_side(tail: float, slope: float, monotone: bool) -> str:
     """Describe what an operator does with large negative inputs, from f and f' at x = TAIL_X."""
     if abs(tail) < 1e-3 and abs(slope) < 1e-3:
-        return "-> 0 (blocks)"
+        return "-> 0 far left"
     if abs(slope) < 1e-3 and abs(tail) < 10:
         return f"saturates at {tail:.2f}"
     if tail < 0 and monotone:
@@ -104,12 +104,13 @@ def operator_properties(names: str | Sequence[str] | None = None, alpha: float =
         f(0), f'(0), min f and max f on [-5, 5], monotone (f' >= 0 on the whole
         grid), dead x<0 (share of grid points in [-5, 0) with |f'| < 1e-6, i.e.
         no gradient flows back), f(-100), f'(-100), and x<0 side, a label for
-        the large-negative behaviour: "-> 0 (blocks)", "saturates at c",
+        the large-negative behaviour (the output far left; whether a gradient flows
+        there is `dead x<0`): "-> 0 far left", "saturates at c",
         "passes (unbounded)" or "oscillates".
 
     Example:
         >>> operator_properties(["relu", "elu"])["x<0 side"].tolist()
-        ['-> 0 (blocks)', 'saturates at -1.00']
+        ['-> 0 far left', 'saturates at -1.00']
     """
     names = operator_names(names)
     grid = operator_curves(names, alpha, beta)

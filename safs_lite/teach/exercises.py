@@ -3,7 +3,9 @@
 Every notebook ends with two or three exercises that run in seconds to minutes on 2 CPU
 cores. Each has a check here, named "<notebook>.<exercise>". A check tests the idea on
 inputs the notebook does not print. It prints "correct" for a right answer; a wrong one
-raises an AssertionError that says what is wrong and, only then, gives a hint. An answer
+raises an AssertionError that says what is wrong (which case fails, a number too high or too
+low, never the expected value) and, only then, gives a hint. A number rounded to 2 decimals
+passes; numpy scalars, 0-d tensors and numeric strings count as numbers. An answer
 not given yet (None, or a function that still raises NotImplementedError) prints "not
 answered yet" without a hint, so the notebooks run top to bottom as shipped and their
 stored outputs give nothing away. Sub-questions are keyword arguments, e.g.
@@ -27,7 +29,7 @@ from ..method.activations import get_op
 from ..method.lahc import lahc_accepts
 from ..method.pruning import accuracy_ceiling, prune_model
 from ..nets.models import build_model
-from .exercises_base import _close, _given  # shared by every notebook's checks
+from .exercises_base import _close, _given, _integer, _missing, _more_or_less, _number  # shared by every notebook's checks
 
 
 # ---------------------------------------------------------------- 01: dense training
@@ -38,9 +40,9 @@ def _n_weights(fn: Callable) -> None:
     got = fn(build_model("lenet5"))
     assert isinstance(got, dict), f"return a dict layer -> count, got {type(got).__name__}"
     assert set(got) == set(want), f"expected the layers {sorted(want)}, got {sorted(got)}"
-    wrong = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
-    assert not wrong, ("(yours, right) per layer: " + str(wrong) + "; count weights only, not biases "
-                       "(m.weight.numel())")
+    for k in want:
+        _more_or_less(_integer(got[k], k), want[k], f"{k}: your count",
+                      "too many (count weights only, not biases: m.weight.numel())", "too few")
 
 
 def _confusion(fn: Callable) -> None:
@@ -65,11 +67,12 @@ def _quantile_mask(fn: Callable, conv1_keeps_at_95: int | None = None) -> None:
         got = torch.as_tensor(fn(w, sparsity))
         assert got.shape == w.shape, f"the mask should have the weight's shape {tuple(w.shape)}, got {tuple(got.shape)}"
         keep = w.numel() - round(sparsity * w.numel())
-        assert int(got.sum()) == keep, (f"{tuple(w.shape)} at {sparsity:.0%}: keep {keep} of {w.numel()} weights "
-                                        f"(round(sparsity * n) are removed), yours keeps {int(got.sum())}")
+        _more_or_less(int(got.sum()), keep, f"a {tuple(w.shape)} weight at {sparsity:.0%}: your mask keeps",
+                      "too many weights (round(sparsity * n) are removed)",
+                      "too few weights (round(sparsity * n) are removed)")
         kept, cut = w.abs()[got.bool()], w.abs()[~got.bool()]
         assert cut.numel() == 0 or kept.min() >= cut.max(), "keep the weights with the LARGEST |w|"
-    assert int(conv1_keeps_at_95) == 150 - round(0.95 * 150), (
+    assert _integer(conv1_keeps_at_95, "conv1_keeps_at_95") == 150 - round(0.95 * 150), (
         f"conv1_keeps_at_95 = {conv1_keeps_at_95}: that is not what your quantile_mask keeps for a (6, 1, 5, 5) "
         "weight at 0.95 (run it and count)")
 
@@ -125,8 +128,8 @@ def _per_layer(answer, model: torch.nn.Module | None = None, data=None, target: 
     mine = evaluate(prune_per_layer(copy.deepcopy(model), answer), data, "val")["accuracy"]
     uniform = evaluate(prune_model(copy.deepcopy(model), target), data, "val")["accuracy"]
     assert mine >= uniform, (
-        f"validation accuracy {mine:.2f}% without fine-tuning, below the {uniform:.2f}% of {target:.0%} in every "
-        "layer: spend the sparsity where the scan says it costs least")
+        f"your allocation's validation accuracy without fine-tuning, {mine:.2f}%, is too low: below {target:.0%} in "
+        "every layer; spend the sparsity where the scan says it costs least")
 
 
 # ---------------------------------------------------------------- 03: activation library
@@ -136,14 +139,14 @@ def _tanh_scales(answer, same_as_relu: Callable | None = None) -> None:
     _given(same_as_relu, "same_as_relu")
     assert isinstance(answer, (tuple, list)) and len(answer) == 2 and None not in answer, \
         "give (alpha, beta) as two numbers"
-    alpha, beta = map(float, answer)
+    alpha, beta = (_number(v, k) for v, k in zip(answer, ("alpha", "beta")))
     _close(alpha, 0.5, 0.03, "the level alpha * tanh(beta * x) saturates at")
     _close(alpha * beta, 1.5, 0.1, "the slope at 0 of alpha * tanh(beta * x)")
     x = torch.linspace(-5, 5, 101)
     for a, b in ((3.0, 1 / 3), (0.2, 5.0), (1.0, 1.0), (2.0, 2.0), (-1.0, -1.0), (-2.0, 0.5), (4.0, 0.25), (0.5, 1.0)):
         want = torch.allclose(a * torch.relu(b * x), torch.relu(x), atol=1e-5)
         assert bool(same_as_relu(a, b)) == want, (
-            f"same_as_relu({a:g}, {b:g}) should be {want}: compare {a:g} * relu({b:g} * x) with relu(x) at a "
+            f"same_as_relu({a:g}, {b:g}) is wrong: compare {a:g} * relu({b:g} * x) with relu(x) at a "
             "negative and a positive x")
 
 
@@ -168,13 +171,13 @@ def _symexp_half(answer) -> None:
 
 def _accepts(fn: Callable) -> None:
     assert bool(fn(50.0, 60.0, 45.0)), (
-        "the worked example: 50 is worse than the current 60 but no worse than 45 recorded L steps ago: accept")
+        "the worked example fails: candidate 50, current 60, 45 recorded L steps ago")
     for f in (40.0, 45.0, 50.0, 60.0, 62.0):
         for current, late in ((60.0, 45.0), (45.0, 60.0), (50.0, 50.0)):
             want = lahc_accepts(f, current, late)
             assert bool(fn(f, current, late)) == want, (
-                f"candidate {f}, current {current}, late {late}: should {'' if want else 'not '}be accepted "
-                "(ties count as no worse)")
+                f"candidate {f:g}, current {current:g}, late {late:g}: your rule {'rejects' if want else 'accepts'} "
+                "it, wrongly (ties count as no worse)")
 
 
 def reference_decisions(start: float, candidates: list[float], history: int) -> list[bool]:
@@ -190,23 +193,45 @@ def reference_decisions(start: float, candidates: list[float], history: int) -> 
     return out
 
 
-def _decisions(fn: Callable) -> None:
+def _first_wrong_step(fn: Callable, start: float, cands: list[float], history: int) -> int | None:
+    want = reference_decisions(start, cands, history)
+    got = [bool(v) for v in fn(start, list(cands), history)]
+    assert len(got) == len(cands), f"return one decision per candidate ({len(cands)}), got {len(got)}"
+    return next((step for step, (g, w) in enumerate(zip(got, want), start=1) if g != w), None)
+
+
+def late_acceptances(start: float, candidates: list[float], history: int) -> list[int]:
+    """The steps (1, 2, ...) LAHC accepts and hill climbing (L = 1) would reject."""
+    lahc, hill = reference_decisions(start, candidates, history), reference_decisions(start, candidates, 1)
+    return [step for step, (a, h) in enumerate(zip(lahc, hill), start=1) if a and not h]
+
+
+def _decisions(fn: Callable, late_acceptance_step: Any = None) -> None:
     for start, cands, history in ((40.0, [48.0, 44.0, 41.0, 46.0, 39.0], 3), (10.0, [12.0, 11.0, 13.0, 10.5], 2)):
-        want = reference_decisions(start, cands, history)
-        got = [bool(v) for v in fn(start, cands, history)]
-        for step, (g, w, f) in enumerate(zip(got, want, cands), start=1):
-            late_accept = w and not reference_decisions(start, cands, 1)[step - 1]
-            assert g == w, (f"L = {history}, start {start:g}, candidates {cands}: step {step} (candidate {f:g}) should "
-                            f"be {'accepted' if w else 'rejected'}" + (" although it is worse than the current "
-                            "fitness: a late acceptance" if late_accept else ""))
+        step = _first_wrong_step(fn, start, cands, history)
+        if step is not None:
+            accepted = reference_decisions(start, cands, history)[step - 1]
+            late_accept = step in late_acceptances(start, cands, history)
+            raise AssertionError(
+                f"L = {history}, start {start:g}, candidates {cands}: your decision at step {step} (candidate "
+                f"{cands[step - 1]:g}) is wrong" + (": look again at a candidate worse than the current fitness but no "
+                                                    "worse than its slot (a late acceptance)" if late_accept else "")
+                + ("" if accepted or late_accept else ": a rejected candidate leaves the current fitness as it is"))
     rng = np.random.default_rng(3)
     for history in (1, 3, 5):
         for _ in range(20):
             cands = [float(v) for v in rng.integers(0, 10, 12)]
-            want = reference_decisions(5.0, cands, history)
-            got = [bool(v) for v in fn(5.0, cands, history)]
-            assert got == want, (f"L = {history}, start 5, candidates {cands}: expected {want}, got {got} (slot = "
-                                 "step % L; write the current fitness into the slot after deciding)")
+            step = _first_wrong_step(fn, 5.0, cands, history)
+            assert step is None, (f"L = {history}, start 5, candidates {cands}: your decision at step {step} is wrong "
+                                  "(slot = step % L; write the current fitness into the slot after deciding)")
+    if late_acceptance_step is not None:
+        text = str(late_acceptance_step).strip().lower().removeprefix("step").strip()
+        step = _integer(text, "late_acceptance_step")
+        want = late_acceptances(50.0, [60.0, 55.0, 45.0, 58.0], 3)[0]
+        assert step == want, (
+            f"late_acceptance_step = {step}: not the late acceptance of lahc_decisions(50.0, [60, 55, 45, 58], 3); "
+            "find the step LAHC accepts although its candidate is worse than the current fitness")
+    _missing({"late_acceptance_step": late_acceptance_step})
 
 
 # ---------------------------------------------------------------- 05: alpha and beta
@@ -242,10 +267,11 @@ def _sgd_shrink(fn: Callable) -> None:
             opt.zero_grad()
             (0.0 * p).backward()
             opt.step()
-        got = fn(lr, wd, momentum, steps)
-        assert got is not None and math.isclose(float(got), p.item(), rel_tol=0.01), (
-            f"lr {lr:g}, wd {wd:g}, momentum {momentum:g}, {steps} steps: SGD leaves {p.item():.4f}, you predict "
-            f"{float(got):.4f}" + ("; momentum m sums the decay over about 1 / (1 - m) steps" if momentum else ""))
+        what = f"lr {lr:g}, wd {wd:g}, momentum {momentum:g}, {steps} steps: your prediction"
+        got = _number(fn(lr, wd, momentum, steps), what)
+        assert math.isclose(got, p.item(), rel_tol=0.01, abs_tol=0.005 + 1e-9), (
+            f"{what}, {got:.4g}, is too {'high' if got > p.item() else 'low'}"
+            + ("; momentum m sums the decay over about 1 / (1 - m) steps" if momentum else ""))
 
 
 # ---------------------------------------------------------------- 06: HPO
@@ -283,8 +309,8 @@ def _promotions(fn: Callable) -> None:
         got = [bool(v) for v in fn(list(scores))]
         assert len(got) == len(scores), f"return one True/False per trial ({len(scores)}), got {len(got)}"
         for i, (g, w) in enumerate(zip(got, want)):
-            assert g == w, (f"scores arriving in the order {scores}: trial {i} (score {scores[i]:g}) is "
-                            f"{'promoted' if w else 'pruned'} by Optuna, you say {'promoted' if g else 'pruned'}; "
+            assert g == w, (f"scores arriving in the order {scores}: trial {i} (score {scores[i]:g}) is not "
+                            f"{'promoted' if g else 'pruned'} by Optuna; "
                             f"it competes with the {i + 1} scores seen so far, its own included")
 
 
@@ -309,9 +335,10 @@ def _epochs_used(fn: Callable) -> None:
     for seed, folder in shipped_runs("cpu").items():
         study = study_from_csv(folder / "stage2_hpo.csv")
         want = sum(len(t.intermediate_values) for t in study.trials)
-        got = fn(study)
-        assert got == want, (f"seed {seed}: the study trained {want} epochs in all (each trial reports once per "
-                             f"epoch: count its intermediate_values), got {got}")
+        got = _integer(fn(study), f"seed {seed}: the number of epochs")
+        _more_or_less(got, want, f"seed {seed}: your count of the epochs the study trained",
+                      "too many (each trial reports once per epoch: count its intermediate_values)",
+                      "too few (each trial reports once per epoch: count its intermediate_values)")
 
 
 # ---------------------------------------------------------------- 08: your own model
@@ -326,10 +353,9 @@ def _csr_bytes(fn: Callable) -> None:
             csr = dense.to_sparse_csr()
         want = sum(t.numel() * t.element_size() for t in (csr.values(), csr.col_indices(), csr.crow_indices()))
         kept = int((dense != 0).sum())
-        got = fn(rows, cols, kept)
-        assert got is not None and int(got) == want, (
-            f"a {rows} x {cols} float32 matrix with {kept} kept weights: torch's CSR tensors take {want} bytes, you "
-            f"say {got} (the dense matrix: {4 * rows * cols})")
+        got = _integer(fn(rows, cols, kept), "the number of bytes")
+        _more_or_less(got, want, f"a {rows} x {cols} float32 matrix with {kept} kept weights (dense: "
+                      f"{4 * rows * cols} bytes): your CSR size", "too high", "too low")
 
 
 def _global_keep(fn: Callable) -> None:
@@ -345,9 +371,10 @@ def _global_keep(fn: Callable) -> None:
         prune.global_unstructured([(m, "weight") for m in mods.values()], prune.L1Unstructured, amount=sparsity)
         want = {k: int(m.weight_mask.sum()) for k, m in mods.items()}
         got = fn(weights, sparsity)
-        assert isinstance(got, dict) and {k: int(v) for k, v in got.items()} == want, (
-            f"layers of {[w.numel() for w in weights.values()]} weights (std {list(scales)}) at {sparsity:.0%} "
-            f"global: expected kept {want}, got {got}")
+        case = f"layers of {[w.numel() for w in weights.values()]} weights (std {list(scales)}) at {sparsity:.0%} global"
+        assert isinstance(got, dict) and set(got) == set(want), f"{case}: return a dict with one count per layer"
+        for k in want:
+            _more_or_less(_integer(got[k], k), want[k], f"{case}: your count for {k}", "too many kept", "too few kept")
 
 
 CHECKS: dict[str, tuple[Callable, str]] = {

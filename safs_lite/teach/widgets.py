@@ -173,3 +173,96 @@ def run_browser(table: pd.DataFrame, runs: str | os.PathLike | None = None) -> w
         w.observe(redraw, names="value")
     redraw()
     return widgets.VBox([widgets.HBox(list(pick.values())), info, out])
+
+
+# ---------------------------------------------------------------- concept sliders (notebooks 02 and 05)
+
+
+def connectivity_at(dense, labels, sparsity: float, method: str = "layerwise") -> dict:
+    """Prune a copy of `dense` to `sparsity` (`method`) and say which classes the mask leaves connected and the
+    accuracy ceiling (%) that sets on `labels` (`safs_lite.method.pruning.accuracy_ceiling`)."""
+    from ..method.pruning import accuracy_ceiling, clone, connected_units, prune_model
+
+    model = prune_model(clone(dense), sparsity, method)
+    reachable = list(connected_units(model).values())[-1]
+    return {"sparsity": sparsity, "method": method, "connected": reachable.nonzero().flatten().tolist(),
+            "classes": reachable.numel(), "ceiling": accuracy_ceiling(model, labels)}
+
+
+def connectivity_line(info: dict) -> str:
+    """One sentence for `connectivity_at`'s result."""
+    connected = ", ".join(map(str, info["connected"])) or "none"
+    return (f"{info['method']} pruning at {info['sparsity']:.1%} sparsity: classes still connected to the image: "
+            f"{connected} ({len(info['connected'])} of {info['classes']}); accuracy ceiling {info['ceiling']:.2f}%")
+
+
+def connectivity_slider(dense, labels, default: float = 0.99, method: str = "layerwise") -> widgets.VBox:
+    """A sparsity slider (and a pruning menu) showing the classes a magnitude-pruned `dense` still connects and
+    the accuracy ceiling. Each move prunes a copy (milliseconds for LeNet-5). Works without a live kernel: it is
+    built and filled once, and its controls can be set from code."""
+    slider = widgets.FloatSlider(value=default, min=0.5, max=0.995, step=0.005, description="sparsity",
+                                 readout_format=".1%", continuous_update=False, layout=SLIDER_LAYOUT)
+    menu = widgets.Dropdown(options=["layerwise", "global"], value=method, description="pruning")
+    info = widgets.HTML()
+
+    def redraw(_change: dict | None = None) -> None:
+        info.value = connectivity_line(connectivity_at(dense, labels, slider.value, menu.value))
+
+    for w in (slider, menu):
+        w.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox([slider, menu]), info])
+
+
+def unit_slopes(bias: float, weight: float = 1.0, inputs: int = 1000, seed: int = 0) -> dict:
+    """One unit z = weight * x + bias over `inputs` standard-normal inputs x: the share of inputs where ReLU's and
+    Swish's slopes are nonzero (|f'(z)| > 1e-6), and the largest z. A unit with a 0 share is dead: no input gives
+    its incoming weights a gradient."""
+    import torch
+
+    x = torch.randn(inputs, generator=torch.Generator().manual_seed(seed))
+    out = {"bias": bias, "max z": float((weight * x + bias).max())}
+    for name in ("relu", "swish"):
+        z = (weight * x + bias).requires_grad_(True)
+        (slope,) = torch.autograd.grad(get_op(name)(z).sum(), z)
+        out[name] = float((slope.abs() > 1e-6).float().mean())
+    return out
+
+
+def unit_line(info: dict) -> str:
+    """One sentence for `unit_slopes`'s result."""
+    state = lambda share: "alive" if share > 0 else "DEAD"  # noqa: E731
+    return (f"bias {info['bias']:+.1f}: largest pre-activation {info['max z']:+.2f}; ReLU {state(info['relu'])} "
+            f"(a gradient on {info['relu']:.1%} of the inputs), Swish {state(info['swish'])} "
+            f"(a gradient on {info['swish']:.1%} of the inputs)")
+
+
+def bias_slider(default: float = -5.0, weight: float = 1.0) -> widgets.VBox:
+    """A bias slider for one unit z = weight * x + bias (x standard normal): ReLU dead or alive against Swish, with
+    the histogram of z. Works without a live kernel (built and drawn once)."""
+    slider = widgets.FloatSlider(value=default, min=-8.0, max=3.0, step=0.5, description="bias",
+                                 continuous_update=False, layout=SLIDER_LAYOUT)
+    info, out = widgets.HTML(), widgets.Output()
+
+    def redraw(_change: dict | None = None) -> None:
+        import torch
+
+        result = unit_slopes(slider.value, weight)
+        info.value = unit_line(result)
+        z = weight * torch.randn(1000, generator=torch.Generator().manual_seed(0)) + slider.value
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(6, 2.2))
+            ax.hist(z.numpy(), bins=40, color="C0")
+            ax.axvline(0, color="C3", lw=1)
+            ax.set_xlim(-12, 7)
+            ax.set_xlabel("pre-activation z (red: 0, where ReLU's slope switches off)")
+            ax.set_ylabel("inputs")
+            if get_ipython() is not None:
+                plt.show()
+            else:
+                plt.close(fig)
+
+    slider.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([slider, info, out])
