@@ -297,7 +297,8 @@ def test_the_activation_explorer_reacts_to_every_control(browser, lab, shots):
 
 def test_the_run_browser_reacts_to_every_control(browser, lab, shots):
     t0 = time.perf_counter()
-    page, cell = open_and_run(browser, lab, shots, NOTEBOOKS[1], ".widget-dropdown")
+    # the run browser's own table: notebook 07 has an earlier widget with a menu too (the masks slider)
+    page, cell = open_and_run(browser, lab, shots, NOTEBOOKS[1], "table.safs-runs")
     cell.evaluate("el => el.scrollIntoView({block: 'start'})")
     selects = cell.locator(".widget-dropdown select")
     assert selects.count() == 3
