@@ -365,3 +365,28 @@ def test_the_book_links_every_notebook_and_its_figures_load(book, chromium_brows
                                ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
         assert not broken, f"{name}: figures that do not load: {broken}"
     page.close()
+
+
+def test_the_book_folds_each_solution_until_it_is_clicked(book, chromium_browser):
+    """Each exercise, the quiz and the "Why?" questions render with their solution folded right after them: hidden
+    when the page loads, shown (code and its stored "correct") once the reader clicks its title."""
+    import json
+
+    notebooks = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    page = chromium_browser.new_page()
+    for path in notebooks:
+        exercises = sum(bool(re.search(r'check\(\s*f?"\d\d\.', "".join(c["source"])))
+                        for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        page.goto(f"{book['url']}/{path.stem}.html")
+        folds = page.locator("article details.safs-solution")
+        assert folds.count() == exercises + 1, f"{path.stem}: {folds.count()} folded solutions, {exercises} exercises"
+        titles = [t.strip() for t in folds.locator("summary").all_inner_texts()]
+        assert any(t.startswith("Answers to quiz") for t in titles), f"{path.stem}: {titles}"
+        assert any(t.startswith("Model answers") for t in titles), f"{path.stem}: {titles}"
+        first = folds.first
+        body = first.locator(".sd-card-body")
+        assert first.get_attribute("open") is None and not body.is_visible(), f"{path.stem}: a solution shown unfolded"
+        first.locator("summary").click()
+        body.wait_for(state="visible", timeout=5_000)
+        assert re.search(r"exercise \d\d\.\w+: correct", body.inner_text()), f"{path.stem}: {body.inner_text()[:300]}"
+    page.close()

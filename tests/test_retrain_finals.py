@@ -62,3 +62,13 @@ def test_a_training_seed_and_an_engine_are_applied_and_recorded():
     assert other["val_by_epoch"] != own["val_by_epoch"]  # another order of batches: another network
     assert dense["train"]["engine"] == "dense" and dense["val_by_epoch"][0] == pytest.approx(own["val_by_epoch"][0],
                                                                                            abs=1.0)
+
+
+def test_train_seeds_take_own_or_a_non_negative_integer():
+    import argparse
+
+    tool = _tool()
+    assert tool.train_seed_arg("own") is None and tool.train_seed_arg("1000") == 1000
+    for bad in ("-1", "seven"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"'{bad}': a training seed is 'own' or an integer"):
+            tool.train_seed_arg(bad)

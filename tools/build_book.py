@@ -5,12 +5,19 @@ notebooks, their solutions and the topic pages of docs/ (docs/*.md, with every f
 the figures, at the same relative paths) into build/book/src, then runs Sphinx with MyST-NB (docs/book/conf.py;
 execution off), offline. Open build/book/html/index.html in a browser.
 
+In the book each exercise, the quiz and the "Why?" questions are followed by their solution, folded (a
+sphinx-design dropdown, closed until clicked): the solution notebook's explanation, code and stored output, taken
+from notebooks/solutions/ at build time, so the book and the solution notebooks never disagree. The solution
+notebooks stay in the book as pages of their own.
+
 Usage:
     python tools/build_book.py [--out build/book]
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import re
 import shutil
 import subprocess
@@ -81,6 +88,122 @@ def notebook_links(text: str) -> str:
     return text.replace("](../notebooks/README.md", "](../index.md").replace("](../notebooks/", "](../")
 
 
+CHECK = re.compile(r'check\(\s*f?"(\d\d\.[\w{}]+)"')  # the exercise ids a code cell checks: "03.1", "03.q{k}"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _text(cell: dict) -> str:
+    return "".join(cell.get("source", ""))
+
+
+def _checks(cell: dict) -> tuple[str, ...]:
+    return tuple(CHECK.findall(_text(cell))) if cell["cell_type"] == "code" else ()
+
+
+def solution_blocks(sol: dict) -> dict[tuple[str, ...], list[dict]]:
+    """The solution notebook cut into blocks, keyed by the exercise ids each block's check cell checks (the quiz's
+    key is `("NN.q{k}",)`), plus `("why",)` for the model answers to the "Why?" questions.
+
+    A block runs from the markdown that opens an exercise (or from the end of the previous block) to its check
+    cell; markdown right after a check cell (a sub-question's answer) stays with that block. The title and the
+    set-up cells before the first exercise belong to no block; the model answers run from their heading to the
+    quiz's."""
+    blocks: dict[tuple[str, ...], list[dict]] = {}
+    pending: list[dict] = []
+    last: list[dict] | None = None
+    started = in_why = False
+    for cell in sol["cells"]:
+        text = _text(cell).lstrip()
+        heading = cell["cell_type"] == "markdown" and text.startswith("#")
+        if heading and "Model answers" in text.splitlines()[0]:
+            in_why, last, pending = True, None, []
+            blocks[("why",)] = [cell]
+            continue
+        if in_why and not (heading and "Quiz" in text.splitlines()[0]) and not _checks(cell):
+            blocks[("why",)].append(cell)
+            continue
+        in_why = False
+        opens = cell["cell_type"] == "markdown" and (text.startswith("**Exercise") or "Quiz" in text.split("\n")[0])
+        started = started or opens
+        if not started:
+            continue
+        if ids := _checks(cell):
+            blocks[ids] = last = pending + [cell]
+            pending = []
+        elif cell["cell_type"] == "markdown" and last is not None and not opens and not pending:
+            last.append(cell)  # the answer to a sub-question, written after the check cell
+        else:
+            pending.append(cell)
+            last = None
+    return blocks
+
+
+def _fence(body: str, lang: str, least: int = 3) -> str:
+    ticks = "`" * max(least, max((len(m) for m in re.findall(r"`+", body)), default=0) + 1)
+    return f"{ticks}{lang}\n{body.rstrip()}\n{ticks}"
+
+
+def _outputs(cell: dict) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream" and out.get("name") == "stdout":
+            parts.append("".join(out["text"]))
+        elif "text/plain" in out.get("data", {}):
+            parts.append("".join(out["data"]["text/plain"]) + "\n")
+    return ANSI.sub("", "".join(parts)).rstrip()
+
+
+def dropdown(title: str, cells: list[dict]) -> str:
+    """A folded sphinx-design dropdown holding `cells`: markdown as it is (headings turned to bold lines: a section
+    cannot open inside a directive), code as a Python block, its stored output as a text block."""
+    parts = []
+    for cell in cells:
+        text = _text(cell).strip()
+        if cell["cell_type"] == "markdown":
+            parts.append(re.sub(r"^#+\s+(.*)$", r"**\1**", text, flags=re.M))
+        elif text:
+            parts.append(_fence(text, "python"))
+            if out := _outputs(cell):
+                parts.append("Output:\n\n" + _fence(out, "text"))
+    body = "\n\n".join(parts)
+    outer = "`" * max(4, max((len(m) for m in re.findall(r"`+", body)), default=0) + 1)
+    return f"{outer}{{dropdown}} {title}\n:class-container: safs-solution\n\n{body}\n{outer}\n"
+
+
+def _title(ids: tuple[str, ...]) -> str:
+    if ids == ("why",):
+        return "Model answers to the \"Why?\" questions"
+    if any(".q" in i for i in ids):
+        return f"Answers to quiz {ids[0].split('.')[0]}"
+    return "Solution to exercise " + ", ".join(ids)
+
+
+def fold_solutions(nb: dict, sol: dict, name: str) -> dict:
+    """The notebook with each exercise's, the quiz's and the "Why?" questions' solution inserted right after them
+    as a folded dropdown. Every block of the solution notebook must find its place: a solution whose exercise the
+    notebook no longer checks, or a notebook exercise with no solution, stops the build naming both."""
+    blocks = solution_blocks(sol)
+    asked = [ids for ids in map(_checks, nb["cells"]) if ids]
+    if sorted(asked) != sorted(k for k in blocks if k != ("why",)):
+        raise SystemExit(f"{name}: the notebook checks {asked} but its solutions check "
+                         f"{[k for k in blocks if k != ('why',)]}")
+    out = copy.deepcopy(nb)
+    cells = []
+    for cell in out["cells"]:
+        cells.append(cell)
+        key = _checks(cell) or (("why",) if cell["cell_type"] == "markdown"
+                                and _text(cell).lstrip().startswith("## Why?") else None)
+        if key and key in blocks:
+            cells.append({"cell_type": "markdown", "id": f"folded-solution-{len(cells)}",
+                          "metadata": {"tags": ["folded-solution"]},
+                          "source": dropdown(_title(key), blocks[key])})
+    if ("why",) in blocks and not any("folded-solution" in c["metadata"].get("tags", []) and
+                                      _title(("why",)) in c["source"] for c in cells):
+        raise SystemExit(f"{name}: the solutions hold model answers but the notebook has no '## Why?' section")
+    out["cells"] = cells
+    return out
+
+
 def stage(src: Path) -> None:
     """Copy the README (as index.md), the notebooks, the solutions, the docs pages and what they link into `src`."""
     if src.exists():
@@ -89,8 +212,12 @@ def stage(src: Path) -> None:
     (src / "docs").mkdir()
     books = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     sols = sorted(p.name for p in (NOTEBOOKS / "solutions").glob("[0-9][0-9]_*.ipynb"))
-    for name in books:
-        shutil.copy(NOTEBOOKS / name, src / name)
+    for name in books:  # with each exercise's solution folded in after it
+        nb = json.loads((NOTEBOOKS / name).read_text())
+        sol = NOTEBOOKS / "solutions" / name
+        if sol.exists():
+            nb = fold_solutions(nb, json.loads(sol.read_text()), name)
+        (src / name).write_text(json.dumps(nb, indent=1, ensure_ascii=False))
     for name in sols:
         shutil.copy(NOTEBOOKS / "solutions" / name, src / "solutions" / name)
     topics = topic_pages()

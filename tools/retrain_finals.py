@@ -21,9 +21,10 @@ the run's own included, and the committed number is recorded beside each cell fo
 Every retrain runs on the compact engine, the one every 99% run's finals used (`engine="auto"` chose it at
 99% when they ran): pinned, so a later change of auto's rule moves no number here.
 
-Training noise: `--train-seeds 1000 1001 1002` retrains the same cells with other training seeds (the order of
-batches and the draws of training), `--engine dense` on the dense engine (other float order, same mathematics);
-the mask, operators and hyperparameters stay the run's.
+Training noise: `--train-seeds own 1000 1001` retrains the same cells with the run's own and other training seeds
+(the order of batches and the draws of training), `--engine dense` on the dense engine (other float order, same
+mathematics); the mask, operators and hyperparameters stay the run's. `python -m safs_lite.study.noise` reads the
+replicates (within-mask against between-mask spread).
 
 Writes one file per run, budget, engine and training seed, `results/evidence/finals/<run>-e<epochs>.json` for the
 run's own seed on the compact engine, else `<run>-e<epochs>-<engine>-t<seed>.json`, after every cell (an
@@ -102,6 +103,19 @@ def retrain_cell(run: Path, cell: str, epochs: int, data, engine: str = ENGINE, 
             "val_by_epoch": [h["val_acc"] for h in history]}
 
 
+def train_seed_arg(text: str) -> int | None:
+    """'own' (the run's own training seed) or an integer >= 0."""
+    if text == "own":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a training seed is 'own' or an integer >= 0")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, nargs="+", default=[5, 30], help="the budgets to retrain at (default 5 30)")
@@ -111,13 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cells", nargs="*", default=list(CELLS), choices=list(CELLS))
     p.add_argument("--engine", default=ENGINE, choices=["compact", "dense"],
                    help="the engine to retrain on (default compact, the runs' own)")
-    p.add_argument("--train-seeds", type=int, nargs="+", default=[None],
-                   help="training seeds to retrain with (default: the run's own)")
+    p.add_argument("--train-seeds", type=train_seed_arg, nargs="+", default=[None],
+                   help="training seeds to retrain with, 'own' for each run's own (default: own)")
     args = p.parse_args(argv)
     if min(args.epochs) < 1:
         p.error(f"--epochs {min(args.epochs)}: must be >= 1")
-    if any(t is not None and t < 0 for t in args.train_seeds):
-        p.error(f"--train-seeds {' '.join(map(str, args.train_seeds))}: seeds must be >= 0")
     torch.set_num_threads(1)
     root = results_dir() / "evidence"
     out_dir = root / "finals"

@@ -9,7 +9,7 @@ myst_heading_anchors resolves.
 """
 project = "safs_lite: the notebooks and the docs"
 author = "safs_lite"
-extensions = ["myst_nb"]
+extensions = ["myst_nb", "sphinx_design"]   # sphinx-design: the folded solutions (dropdowns)
 nb_execution_mode = "off"                 # render the stored outputs; never execute
 nb_output_stderr = "remove"               # progress bars and warnings are not part of the reading
 myst_enable_extensions = ["dollarmath"]   # $$ f(x) = ... $$ in notebook 03
