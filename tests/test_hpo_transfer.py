@@ -1,0 +1,58 @@
+"""tools/hpo_transfer.py: the transfer of stage 2's HPO pick to the final budget, read from trial files."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from safs_lite.paths import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("hpo_transfer", REPO_ROOT / "tools" / "hpo_transfer.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _trial(score, val, test, state="COMPLETE"):
+    return {"params": {}, "state": state, "hpo_score": score, "final": {"val_accuracy": val, "test_accuracy": test}}
+
+
+def _write(folder, name, best, trials):
+    rec = {"run": name, "stage": "safs", "epochs": 30, "reproduced": True, "best_trial": best,
+           "trials": {str(k): v for k, v in enumerate(trials)}}
+    (folder / f"{name}-safs-e30.json").write_text(json.dumps(rec))
+
+
+def test_the_pick_that_wins_the_short_race_and_loses_the_long_one_shows_as_regret(tool, tmp_path):
+    # HPO scores rank trial 0 first, but at 30 epochs trial 2 (third by HPO score) is best on validation
+    _write(tmp_path, "a", 0, [_trial(60, 70, 69), _trial(55, 72, 71), _trial(50, 80, 79),
+                              _trial(40, 75, 74), _trial(None, 90, 90, state="PRUNED")])
+    (row,) = tool.summarise(tmp_path)
+    assert row["completed"] == 4 and row["trials"] == 5
+    assert row["rho"] == pytest.approx(-0.8)  # finals ranked (1, 2, 4, 3) against scores (4, 3, 2, 1): 1 - 6 * 18 / 60
+    assert row["regret_val"] == pytest.approx(90 - 70)  # the pruned trial's final counts as a candidate it missed
+    assert (row["pick_test"], row["rerank_test"]) == (69, 79)  # top 3 by HPO score, re-ranked on validation
+
+
+def test_the_re_rank_never_reads_the_test_set(tool, tmp_path):
+    # trial 1 has the best test accuracy but not the best validation: the re-rank must not take it
+    _write(tmp_path, "b", 0, [_trial(60, 70, 60), _trial(55, 71, 99), _trial(50, 80, 61)])
+    (row,) = tool.summarise(tmp_path)
+    assert row["rerank_test"] == 61
+
+
+def test_a_run_with_too_few_retrained_trials_is_listed_not_dropped(tool, tmp_path):
+    _write(tmp_path, "c", 0, [_trial(60, 70, 69)])
+    (row,) = tool.summarise(tmp_path)
+    assert row["note"] == "1 trials retrained, 1 completed"
+    assert "c-safs-e30.json" in tool.table([row])
+
+
+def test_bad_runs_are_refused_in_one_line(tool, capsys):
+    with pytest.raises(SystemExit):
+        tool.main(["--runs", "no-such-run"])
+    assert "--runs no-such-run: no committed run of that name" in capsys.readouterr().err
