@@ -24,3 +24,18 @@ def test_the_runs_search_is_replayed_and_extended_to_the_budget(tmp_path):
     assert lines[: len(own)] == own and len(lines) > len(own)  # the run's own steps kept as they were, then more
     assert found["own_evaluations"] == 9 and found["evaluations"] == 10
     assert found["best_val_fitness"] >= max(float(line.split(",")[2]) for line in own[1:])
+
+
+def test_cells_are_reused_only_when_the_longer_search_keeps_the_runs_operators(tmp_path):
+    import json
+
+    tool = _tool()
+    own_ops = json.loads((RUN / "results.json").read_text())["activations"]["stage1"]
+    finals = tmp_path / "finals.json"
+    finals.write_text(json.dumps({"cells": {"stage1": {"test_accuracy": 70.0}, "safs": {"error": "diverged"}}}))
+    reused = tool.same_as_finals(RUN, own_ops, finals)
+    assert set(reused) == {"stage1_equal"} and reused["stage1_equal"]["test_accuracy"] == 70.0  # a failed cell: rerun
+    assert "finals.json:stage1" in reused["stage1_equal"]["same_as"]
+    other = {site: ("swish" if op != "swish" else "elu") for site, op in own_ops.items()}
+    assert tool.same_as_finals(RUN, other, finals) == {}  # other operators: computed, never copied
+    assert tool.same_as_finals(RUN, own_ops, tmp_path / "missing.json") == {}

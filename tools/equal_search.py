@@ -13,7 +13,9 @@ vector at the finals' budget (`--epochs`, default 30) the two ways the factorial
 
 `safs_lite.study.factorial` then compares stage1_equal - uniform and safs_equal - uniform_safs at equal
 evaluation counts. The `cpu` preset's LAHC already scores 34-41 vectors (more than the scan): its runs are not
-extended. Every retrain runs on the compact engine, one thread, like tools/retrain_finals.py. Writes
+extended. Every retrain runs on the compact engine, one thread, like tools/retrain_finals.py. Where the longer
+search ends on the run's own operators, the two cells are the run's `stage1` and `safs` at the same budget: they
+are taken from results/evidence/finals/<run>-e<E>.json (marked `same_as`) when it has them. Writes
 results/evidence/equal/<run>.json after every step (resumable: the extended search log is
 results/evidence/equal/<run>_search.csv); a cell that fails is recorded with its error. Validation decides
 everything; the test accuracy is recorded, not used.
@@ -74,6 +76,18 @@ def extend_search(run: Path, data, out_csv: Path, budget: int = len(SEARCH_SPACE
         steps += 1
 
 
+def same_as_finals(run: Path, ops: dict, finals: Path) -> dict:
+    """When the longer search ends on the run's own stage-1 operators, its two cells are the run's `stage1` and
+    `safs` retrained at the same budget (same operators, configuration, seed and engine; the rebuilt stage-2 study
+    proposes the trials the run's did): taken from the finals file, marked as such, instead of computed twice."""
+    if ops != load_json(run / "results.json")["activations"]["stage1"] or not finals.exists():
+        return {}
+    cells = load_json(finals)["cells"]
+    return {eq: {**cells[own], "same_as": f"{finals.name}:{own} (the longer search kept the run's operators)"}
+            for eq, own in (("stage1_equal", "stage1"), ("safs_equal", "safs"))
+            if own in cells and "error" not in cells[own]}
+
+
 def retrain(run: Path, data, ops: dict, cfg: TrainConfig, learn: bool) -> dict:
     t0 = time.process_time()
     model, history = finetune_with(load_network(run / "pruned.pt"), data, ops, cfg, learn_scales=learn)
@@ -115,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
                 done["search"] = extend_search(run, data, out_dir / f"{run.name}_search.csv")
                 save_json(path, done)
             ops = done["search"]["operators"]
+            reuse = same_as_finals(run, ops, root / "finals" / f"{run.name}-e{args.epochs}.json")
+            for cell, rec in reuse.items():
+                if cell not in done["cells"] or "error" in done["cells"][cell]:
+                    done["cells"][cell] = rec
+                    save_json(path, done)
             if "stage1_equal" not in done["cells"] or "error" in done["cells"]["stage1_equal"]:
                 done["cells"]["stage1_equal"] = retrain(run, data, ops, replace(base, epochs=args.epochs), False)
                 save_json(path, done)
