@@ -50,3 +50,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Import a script of tools/ or benchmarks/ as a module: `load_script("tools/build_book.py")`."""
+    import importlib.util
+
+    from safs_lite.paths import REPO_ROOT
+
+    def load(rel: str):
+        spec = importlib.util.spec_from_file_location((REPO_ROOT / rel).stem, REPO_ROOT / rel)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

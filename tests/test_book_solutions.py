@@ -8,7 +8,6 @@ solutions that disagree stop the build with a message naming the exercises.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
 
@@ -20,11 +19,8 @@ NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 @pytest.fixture(scope="module")
-def build_book():
-    spec = importlib.util.spec_from_file_location("build_book", REPO_ROOT / "tools" / "build_book.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def build_book(load_script):
+    return load_script("tools/build_book.py")
 
 
 def _load(path):

@@ -1,20 +1,15 @@
 """tools/hpo_transfer.py: the transfer of stage 2's HPO pick to the final budget, read from trial files."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
-from safs_lite.paths import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("hpo_transfer", REPO_ROOT / "tools" / "hpo_transfer.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def tool(load_script):
+    return load_script("tools/hpo_transfer.py")
 
 
 def _trial(score, val, test, state="COMPLETE"):

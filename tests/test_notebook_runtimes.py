@@ -2,7 +2,6 @@
 and the 'committed run' column is what each committed notebook's own last cell printed."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 
@@ -15,11 +14,8 @@ NOTEBOOKS = sorted(p.name for p in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.
 
 
 @pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("notebook_runtimes", REPO_ROOT / "tools" / "notebook_runtimes.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def tool(load_script):
+    return load_script("tools/notebook_runtimes.py")
 
 
 def test_every_notebook_was_measured_and_ran():
