@@ -155,3 +155,22 @@ def test_budget_pairs_compare_the_same_masks_retrained_at_both_budgets(study):
     pairs = fx.budget_pairs(budget=30, short=5)
     assert [(p["setting"], p["seed"]) for p in pairs] == [("99% global (sweep)", 0)]
     assert pairs[0]["short"] - pairs[0]["long"] == pytest.approx(5.0, abs=1.5)  # search +9 at 5, +4 at 30 (noise)
+
+
+def test_the_budget_axis_pairs_the_same_masks_across_budgets(study):
+    name = "safs-lenet5-mnist-0.99-global-sweep-s{}"
+    for s in range(3):
+        _finals(study, name.format(s), 5, _cells(s, operator=10.0, search=1.0))
+    for s in range(2):
+        _finals(study, name.format(s), 100, _cells(s, operator=1.0, search=-2.0))
+    axis = fx.budget_axis(budgets=(5, 30, 100))
+    glob = axis[axis["setting"] == "99% global (sweep)"].set_index("epochs")
+    assert list(glob.index) == [5, 30, 100] and set(glob["seeds"]) == {"0,1"}  # only masks retrained at all three
+    e30 = [_cells(s, operator=3.0, search=4.0, noise=0.2) for s in (0, 1)]
+    assert glob.loc[30, "total"] == pytest.approx(np.mean([c["safs"] - c["magnitude_pruning"] for c in e30]))
+    assert glob.loc[100, "search_with_stage2"] == pytest.approx(-2.0)
+    assert (axis["setting"] != "99% layerwise (cpu)").all()  # its finals are the runs' own: never retrained here
+    # a budget with too few masks leaves the axis; the others then pair over more masks (seed 4's SAFS failed)
+    three = fx.budget_axis(budgets=(5, 30, 100), min_masks=3).set_index("epochs")
+    assert list(three.index) == [5, 30] and set(three["n"]) == {3}
+    assert "| 99% global (sweep) | 100 | 2 (0,1) |" in fx.format_budget_axis(axis)

@@ -347,7 +347,8 @@ def readme_block(root: str | os.PathLike | None = None, family: dict | None = No
                   "retrains (`tools/retrain_finals.py`) reach 10 masks. The budget changes the answer; the masks "
                   f"retrained so far, SAFS - MP at 5 / {budget} epochs (both retrained by `tools/retrain_finals.py`): "
                   + "; ".join(f"{p['setting']} seed {p['seed']}: {p['short']:+.2f} / {p['long']:+.2f}"
-                              for p in pairs) + "."]
+                              for p in pairs) + ". The path's steps at each budget, over the same masks: "
+                  "`results/evidence/budget-axis.md`."]
     return "\n".join(lines)
 
 
@@ -362,6 +363,49 @@ def budget_pairs(root: str | os.PathLike | None = None, budget: int = 30, short:
         if math.isfinite(d_short) and math.isfinite(d_long):
             out.append({"setting": key[0], "seed": int(key[1]), "short": float(d_short), "long": float(d_long)})
     return out
+
+
+def budget_axis(root: str | os.PathLike | None = None, budgets: tuple[int, ...] = (5, 30, 100),
+                min_masks: int = 2) -> pd.DataFrame:
+    """The path's effects per setting at each final budget, over the masks retrained at every budget present for
+    that setting (all from `tools/retrain_finals.py`, so one kit and engine; paired across budgets: a change
+    between rows is the budget's, not another sample of masks). A budget with fewer than `min_masks` such masks
+    for a setting is left out of that setting's rows.
+
+    Columns: setting, epochs, n, seeds, and per effect of (*PATH, "total") its mean and t interval."""
+    frames = {e: load_cells(e, root, prefer="finals") for e in budgets}
+    frames = {e: c[(c["source"] == "finals") & c["cell"].isin(CELLS)] for e, c in frames.items()}
+    complete = {e: wide(c).dropna(subset=list(CELLS)) for e, c in frames.items() if not c.empty}
+    rows = []
+    for setting in dict.fromkeys(s for w in complete.values() for s in w.index.get_level_values("setting")):
+        have = {e: set(w.loc[setting].index) for e, w in complete.items() if setting in w.index.get_level_values(0)}
+        usable = [e for e in budgets if len(have.get(e, ())) >= min_masks]
+        common = sorted(set.intersection(*(have[e] for e in usable))) if usable else []
+        if len(usable) < 2 or len(common) < min_masks:
+            continue
+        for e in usable:
+            w = complete[e].loc[setting].loc[common]
+            row = {"setting": setting, "epochs": e, "n": len(common), "seeds": ",".join(map(str, common))}
+            for name in (*PATH, "total"):
+                a, b = EFFECTS[name][:2]
+                d = (w[a] - w[b]).to_numpy(float)
+                low, high = t_interval(d)
+                row.update({f"{name}": float(d.mean()), f"{name}_low": low, f"{name}_high": high})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_budget_axis(axis: pd.DataFrame) -> str:
+    if axis.empty:
+        return "No setting has the same masks retrained at two budgets yet."
+    head = ("| setting | finals (epochs) | masks (seeds) | SAFS - MP | operator: single - MP | stage 2 on it | "
+            "per-layer search (with stage 2) |")
+    lines = [head, "|---" * 7 + "|"]
+    for r in axis.itertuples():
+        cells = [f"{getattr(r, n):+.2f} [{getattr(r, n + '_low'):+.2f}, {getattr(r, n + '_high'):+.2f}]"
+                 for n in ("total", *PATH)]
+        lines.append(f"| {r.setting} | {r.epochs} | {r.n} ({r.seeds}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def update_readme(path: str | os.PathLike, block: str) -> bool:
@@ -436,8 +480,15 @@ def main(argv: list[str] | None = None) -> int:
                             figures_dir() / f"factorial-e{epochs}.png")
             except ValueError as err:
                 print(f"figure not written: {err}", file=sys.stderr)
+    axis = format_budget_axis(budget_axis())
+    print("The budget axis: the same masks retrained at each final budget (mean [t 95% interval]):\n\n" + axis)
     if args.write:
         from ..paths import REPO_ROOT
+
+        (evidence_root() / "budget-axis.md").write_text(
+            "<!-- python -m safs_lite.study.factorial --write -->\nThe budget axis: the same masks retrained at "
+            "each final budget by tools/retrain_finals.py (mean [t 95% interval], paired over masks):\n\n"
+            + axis + "\n")
 
         update_readme(REPO_ROOT / "README.md", readme_block())
     return 0
