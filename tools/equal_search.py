@@ -16,7 +16,7 @@ evaluation counts. The `cpu` preset's LAHC already scores 34-41 vectors (more th
 extended. Every retrain runs on the compact engine, one thread, like tools/retrain_finals.py. Where the longer
 search ends on the run's own operators, the two cells are the run's `stage1` and `safs` at the same budget: they
 are taken from results/evidence/finals/<run>-e<E>.json (marked `same_as`) when it has them. Writes
-results/evidence/equal/<run>.json after every step (resumable: the extended search log is
+results/evidence/equal/<run>-e<epochs>.json after every step (resumable: the extended search log is
 results/evidence/equal/<run>_search.csv); a cell that fails is recorded with its error. Validation decides
 everything; the test accuracy is recorded, not used.
 

@@ -260,7 +260,7 @@ def describe(table: pd.DataFrame, dead_level: float) -> dict:
     out = {"vectors": len(table), "complete": table.attrs["complete"],
            "dead_share": float((y <= dead_level + 1e-9).mean()),
            "best": {"ops": [best[s] for s in sites], "val_acc": float(best["val_acc"])},
-           "cpu_seconds": float(table["seconds"].sum())}
+           "wall_seconds": float(table["seconds"].sum()), "median_seconds": float(table["seconds"].median())}
     if best_single is not None:
         out["best_single"] = {"ops": [best_single[s] for s in sites], "val_acc": float(best_single["val_acc"]),
                               "percentile": float((table["fitness"] < best_single["fitness"]).mean() * 100)}
@@ -295,7 +295,8 @@ def format_description(table: pd.DataFrame, dead_level: float, folder: Path | No
     d = describe(table, dead_level)
     total = len(table.attrs["key"]["space"]) ** len(table.attrs["key"]["sites"])
     lines = [f"{folder or 'table'}: {d['vectors']} of {total} vectors scored "
-             f"({d['cpu_seconds'] / 3600:.2f} CPU-hours, {d['cpu_seconds'] / d['vectors']:.3f} s per vector)",
+             f"({d['wall_seconds'] / 3600:.2f} hours of one thread's wall time, median {d['median_seconds']:.3f} s "
+             "per vector; on shared cores, a paused build counts its pause)",
              f"dead (validation accuracy <= majority class {dead_level:.2f}%): {100 * d['dead_share']:.1f}%",
              f"best vector: {' '.join(d['best']['ops'])} ({d['best']['val_acc']:.2f}%)"]
     if "best_single" in d:
