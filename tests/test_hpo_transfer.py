@@ -51,3 +51,8 @@ def test_bad_runs_are_refused_in_one_line(tool, capsys):
     with pytest.raises(SystemExit):
         tool.main(["--runs", "no-such-run"])
     assert "--runs no-such-run: no committed run of that name" in capsys.readouterr().err
+
+
+def test_the_summary_reads_the_committed_files(tool, capsys):
+    assert tool.main(["--summary"]) == 0  # results/evidence/hpo_transfer as committed; nothing written
+    assert capsys.readouterr().out.startswith("| run | stage | trials (completed)")

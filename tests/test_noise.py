@@ -72,3 +72,9 @@ def test_the_report_says_when_nothing_is_replicated(tmp_path):
     _write(tmp_path, 0, {"magnitude_pruning": 70, "safs": 75})
     assert "No mask has two replicates yet" in noise.report(30, tmp_path)
     assert "no retrained finals" in noise.report(30, tmp_path / "elsewhere")
+
+
+def test_the_command_reads_the_committed_finals(capsys):
+    assert noise.main([]) == 0  # results/evidence/finals as committed (no --write: nothing tracked is touched)
+    out = capsys.readouterr().out
+    assert out.startswith("Training noise at 30-epoch finals")
