@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -16,9 +17,9 @@ def _trial(score, val, test, state="COMPLETE"):
     return {"params": {}, "state": state, "hpo_score": score, "final": {"val_accuracy": val, "test_accuracy": test}}
 
 
-def _write(folder, name, best, trials):
+def _write(folder, name, best, trials, study_trials=None):
     rec = {"run": name, "stage": "safs", "epochs": 30, "reproduced": True, "best_trial": best,
-           "trials": {str(k): v for k, v in enumerate(trials)}}
+           "trials": {str(k): v for k, v in enumerate(trials)}, "study_trials": study_trials or len(trials)}
     (folder / f"{name}-safs-e30.json").write_text(json.dumps(rec))
 
 
@@ -33,6 +34,18 @@ def test_the_pick_that_wins_the_short_race_and_loses_the_long_one_shows_as_regre
     assert (row["pick_test"], row["rerank_test"]) == (69, 79)  # top 3 by HPO score, re-ranked on validation
 
 
+def test_the_re_rank_takes_the_trials_the_study_got_furthest_with(tool, tmp_path):
+    # one trial completed; the others stopped at epoch 1 or 2 by successive halving: the top 3 are the completed
+    # one and the two that reached epoch 2, whatever the epoch-1 scores of the rest
+    pruned = lambda score, epoch, val, test: {**_trial(score, val, test, "PRUNED"), "last_epoch": epoch}  # noqa: E731
+    _write(tmp_path, "d", 0, [{**_trial(60, 80, 79), "last_epoch": 3}, pruned(40, 2, 85, 84), pruned(30, 2, 70, 69),
+                              pruned(55, 1, 95, 94)])
+    (row,) = tool.summarise(tmp_path)
+    assert row["rerank_test"] == 84 and row["regret_val"] == pytest.approx(95 - 80)
+    assert row["completed"] == 1 and math.isnan(row["rho"])  # no rank correlation from one completed trial
+    assert "| n/a |" in tool.table([row])
+
+
 def test_the_re_rank_never_reads_the_test_set(tool, tmp_path):
     # trial 1 has the best test accuracy but not the best validation: the re-rank must not take it
     _write(tmp_path, "b", 0, [_trial(60, 70, 60), _trial(55, 71, 99), _trial(50, 80, 61)])
@@ -41,7 +54,7 @@ def test_the_re_rank_never_reads_the_test_set(tool, tmp_path):
 
 
 def test_a_run_with_too_few_retrained_trials_is_listed_not_dropped(tool, tmp_path):
-    _write(tmp_path, "c", 0, [_trial(60, 70, 69)])
+    _write(tmp_path, "c", 0, [_trial(60, 70, 69)], study_trials=6)  # 1 of the study's 6 trials retrained so far
     (row,) = tool.summarise(tmp_path)
     assert row["note"] == "1 trials retrained, 1 completed"
     assert "c-safs-e30.json" in tool.table([row])

@@ -14,9 +14,9 @@ tool measures that on committed evidence runs:
 
 `summarise` reads the files: per run, Spearman's rho between the trials' HPO scores (completed trials) and their
 final validation accuracy, the regret of the HPO's pick (best final validation among the trials minus the pick's)
-and a rule that transfers by construction, "re-rank the top k trials at the final budget": the pick among the k
-best HPO scores with the best final-budget validation accuracy (its test accuracy beside the HPO pick's, paired
-over runs). Decisions use validation only; test accuracy is recorded for the report.
+and a rule that transfers by construction, "re-rank the top k trials at the final budget": of the k trials the
+study got furthest with (successive halving's rung, then the score there), the one with the best final-budget
+validation accuracy (its test accuracy beside the HPO pick's, paired over runs). Decisions use validation only; test accuracy is recorded for the report.
 
     SAFS_DATA=../shared/data python tools/hpo_transfer.py --runs safs-lenet5-mnist-0.99-global-sweep-s{0,1,2} \\
         [--stage safs] [--epochs 30]
@@ -25,6 +25,7 @@ over runs). Decisions use validation only; test accuracy is recorded for the rep
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import asdict, replace
@@ -94,7 +95,7 @@ def measure(run: Path, stage: str, epochs: int) -> Path:
                                                  "kit": KIT_VERSION, "engine": ENGINE, "data": data.signature,
                                                  "trials": {}}
     rec.update(check, trial_budget={k: res["config"]["budgets"][k] for k in ("trial_epochs", "trial_subset")},
-               best_trial=study.best_trial.number)
+               best_trial=study.best_trial.number, study_trials=len(study.trials))
     for t in study.trials:
         key = str(t.number)
         if key in rec["trials"] and "error" not in rec["trials"][key].get("final", {}):
@@ -116,23 +117,40 @@ def measure(run: Path, stage: str, epochs: int) -> Path:
     return path
 
 
+def _rank_key(trial: dict) -> tuple:
+    """How far the study got with a trial: the epoch it reached (successive halving's rung), then its score there."""
+    score = trial["hpo_score"] if trial["hpo_score"] is not None else -math.inf
+    return (trial.get("last_epoch") or 0, score)
+
+
+def _study_size(rec: dict) -> int:
+    """The number of trials the study ran: recorded by `measure`, else the run's preset's, else the file's."""
+    if "study_trials" in rec:
+        return rec["study_trials"]
+    run = results_dir() / "evidence" / "runs" / rec["run"] / "results.json"
+    return load_json(run)["config"]["budgets"]["hpo_trials"] if run.exists() else len(rec["trials"])
+
+
 def summarise(folder: Path | None = None, top_k: int = TOP_K) -> list[dict]:
-    """One row per file: rho (HPO score vs final val over completed trials), the regret of the HPO's pick and the
-    top-k re-rank's test accuracy against the HPO pick's."""
+    """One row per file: rho (HPO score vs final val over completed trials, when at least 3 completed), the regret
+    of the HPO's pick and the top-k re-rank's test accuracy against the HPO pick's. The re-rank takes the k trials
+    the study got furthest with (the rung reached, then the score there: completed trials first) and keeps the
+    one with the best final-budget validation accuracy."""
     rows = []
     for path in sorted((folder or out_dir()).glob("*.json")):
         rec = load_json(path)
         trials = {int(k): v for k, v in rec["trials"].items() if "error" not in v.get("final", {})}
         done = {k: v for k, v in trials.items() if v["state"] == "COMPLETE" and v["hpo_score"] is not None}
-        if rec["best_trial"] not in trials or len(done) < 2:
+        if rec["best_trial"] not in trials or len(trials) < _study_size(rec):
             rows.append({"file": path.name, "note": f"{len(trials)} trials retrained, {len(done)} completed"})
             continue
-        scores = np.array([v["hpo_score"] for v in done.values()])
-        finals = np.array([v["final"]["val_accuracy"] for v in done.values()])
-        rho = sps.spearmanr(scores, finals).statistic if len(done) >= 3 else float("nan")
+        rho = math.nan
+        if len(done) >= 3:
+            rho = sps.spearmanr([v["hpo_score"] for v in done.values()],
+                                [v["final"]["val_accuracy"] for v in done.values()]).statistic
         pick = trials[rec["best_trial"]]["final"]
-        top = sorted(done, key=lambda k: -done[k]["hpo_score"])[:top_k]
-        rerank = done[max(top, key=lambda k: done[k]["final"]["val_accuracy"])]["final"]
+        top = sorted(trials, key=lambda k: _rank_key(trials[k]), reverse=True)[:top_k]
+        rerank = trials[max(top, key=lambda k: trials[k]["final"]["val_accuracy"])]["final"]
         best_val = max(v["final"]["val_accuracy"] for v in trials.values())
         rows.append({"file": path.name, "run": rec["run"], "stage": rec["stage"], "epochs": rec["epochs"],
                      "trials": len(trials), "completed": len(done), "reproduced": rec["reproduced"], "rho": rho,
@@ -149,7 +167,7 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {r['file']} | {r['note']} | | | | | | |")
             continue
         lines.append(f"| {r['run']} | {r['stage']} | {r['trials']} ({r['completed']}) | {r['reproduced']} | "
-                     f"{r['rho']:+.2f} | {r['regret_val']:.2f} | {r['pick_test']:.2f} | {r['rerank_test']:.2f} |")
+                     f"{'n/a' if math.isnan(r['rho']) else format(r['rho'], '+.2f')} | {r['regret_val']:.2f} | {r['pick_test']:.2f} | {r['rerank_test']:.2f} |")
     full = [r for r in rows if not r["note"]]
     if len(full) >= 2:
         d = np.array([r["rerank_test"] - r["pick_test"] for r in full])
