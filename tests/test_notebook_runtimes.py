@@ -48,3 +48,13 @@ def test_printed_time_reads_both_timing_lines(tool, tmp_path):
         nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "stream", "text": ["other\n", text]}]}]}
         (tmp_path / "x.ipynb").write_text(json.dumps(nb))
         assert tool.printed_time(tmp_path / "x.ipynb") == seconds
+
+
+def test_docs_only_copies_the_printed_times_into_a_page(tool, tmp_path):
+    page = tmp_path / "notebooks.md"
+    row = "| `07_reproduce_paper.ipynb` | the answer first | 19 s | 999 s (committed results) |\n"
+    page.write_text("intro\n" + row)
+    assert tool.update_docs(page)
+    printed = round(tool.printed_time(REPO_ROOT / "notebooks" / "07_reproduce_paper.ipynb"))
+    assert page.read_text() == "intro\n" + row.replace("999 s", f"{printed} s")
+    assert not tool.update_docs(page)  # already current

@@ -8,6 +8,7 @@ the data it names). Writes results/notebook_runtimes.json and prints the table d
 
     python tools/notebook_runtimes.py                 # all notebooks, offline subset (about 10 min on 2 cores)
     python tools/notebook_runtimes.py 03 07           # some of them (merged into the file)
+    python tools/notebook_runtimes.py --docs-only     # after re-executing a notebook: its printed time into the docs
 """
 from __future__ import annotations
 
@@ -37,6 +38,20 @@ def printed_time(path: Path) -> float | None:
     return found
 
 
+DOCS = ROOT / "docs" / "notebooks.md"
+DOCS_ROW = re.compile(r"^(\| `(\d\d_\w+\.ipynb)` \|.*\| \d+ s \| )(\d+)( s \()", re.M)
+
+
+def update_docs(path: Path = DOCS) -> bool:
+    """Set the "committed run" column of docs/notebooks.md to what each committed notebook's last cell printed
+    (nothing is executed); True if the page changed."""
+    text = path.read_text()
+    new = DOCS_ROW.sub(lambda m: f"{m[1]}{round(printed_time(NOTEBOOKS / m[2]))}{m[4]}", text)
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
 def load_avg() -> float:
     return os.getloadavg()[0]
 
@@ -60,7 +75,12 @@ def measure(path: Path, env: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("which", nargs="*", help="notebook numbers (default: all)")
+    p.add_argument("--docs-only", action="store_true", help="only copy each committed notebook's printed time "
+                   "into docs/notebooks.md (after a notebook was re-executed); runs nothing")
     args = p.parse_args(argv)
+    if args.docs_only:
+        print(f"{DOCS}: {'updated' if update_docs() else 'already current'}")
+        return 0
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     unknown = set(args.which) - {q.name[:2] for q in paths}
     if unknown:
@@ -73,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         r.update(data=data, cores=os.cpu_count(), date=time.strftime("%Y-%m-%d"), committed_printed_s=printed_time(path))
         record["notebooks"][path.name] = r
         OUT.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        update_docs()
         print(f"{path.name}: {r['wall_s']:.0f} s wall ({'ok' if r['ok'] else 'FAILED'}; load {r['load_before']} -> "
               f"{r['load_after']}); the committed run printed {r['committed_printed_s']} s", flush=True)
     print("\n| notebook | fresh clone, nothing cached | the committed run printed |\n|---|---|---|")
