@@ -72,3 +72,13 @@ def test_train_seeds_take_own_or_a_non_negative_integer():
     for bad in ("-1", "seven"):
         with pytest.raises(argparse.ArgumentTypeError, match=f"'{bad}': a training seed is 'own' or an integer"):
             tool.train_seed_arg(bad)
+
+
+def test_trial_hyperparameters_override_the_cells_recorded_ones():
+    from safs_lite.data.builtin import load_data
+
+    tool, run = _tool(), REPO_ROOT / "results" / "evidence" / "runs" / RUN
+    trial = {"optimizer": "sgd", "lr": 0.003, "momentum": 0.5, "weight_decay": 1e-4, "scheduler": "constant"}
+    rec = tool.retrain_cell(run, "safs", 1, load_data("mnist", seed=0, quiet=True), params=trial)
+    assert {k: rec["train"][k] for k in trial} == trial and rec["learn_scales"]
+    assert rec["operators"] == tool.load_json(run / "safs.json")["activations"]  # the cell's operators kept

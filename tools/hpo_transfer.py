@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +35,7 @@ import torch
 from scipy import stats as sps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrain_finals import CELLS, ENGINE, cell_plan, config_of  # noqa: E402
+from retrain_finals import CELLS, ENGINE, cell_plan, config_of, retrain_cell  # noqa: E402
 
 from safs_lite.data.builtin import load_data  # noqa: E402
 from safs_lite.paths import results_dir, runs_dir  # noqa: E402
@@ -45,7 +43,6 @@ from safs_lite.run.config import Preset  # noqa: E402
 from safs_lite.run.folders import load_json, save_json  # noqa: E402
 from safs_lite.run.pipeline import stage2_study  # noqa: E402
 from safs_lite.study.shipped import load_network  # noqa: E402
-from safs_lite.training.loop import evaluate, finetune_with  # noqa: E402
 from safs_lite.version import KIT_VERSION  # noqa: E402
 
 STAGES = {"safs": "safs", "stage2": "stage2", "uniform_safs": "uniform_safs"}  # the cells tuned by a stage-2 study
@@ -72,14 +69,9 @@ def rebuild_study(run: Path, stage: str, data) -> tuple[optuna.Study, dict]:
 
 
 def retrain_trial(run: Path, stage: str, params: dict, epochs: int, data) -> dict:
-    ops, cfg, learn = cell_plan(run, stage)
-    cfg = replace(cfg, epochs=epochs, engine=ENGINE, **{k: params[k] for k in
-                                                         ("optimizer", "lr", "momentum", "weight_decay", "scheduler")})
-    t0 = time.process_time()
-    model, history = finetune_with(load_network(run / "pruned.pt"), data, ops, cfg, learn_scales=learn)
-    return {"val_accuracy": evaluate(model, data, "val")["accuracy"],
-            "test_accuracy": evaluate(model, data, "test")["accuracy"], "train": asdict(cfg),
-            "val_by_epoch": [h["val_acc"] for h in history], "cpu_seconds": time.process_time() - t0}
+    """The stage's final retrain (tools/retrain_finals.py's cell) with a trial's hyperparameters."""
+    keys = ("optimizer", "lr", "momentum", "weight_decay", "scheduler")
+    return retrain_cell(run, stage, epochs, data, params={k: params[k] for k in keys})
 
 
 def measure(run: Path, stage: str, epochs: int) -> Path:

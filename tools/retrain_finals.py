@@ -89,10 +89,12 @@ def committed(run: Path, cell: str) -> float:
     return res["baselines"][cell]["test_accuracy"]
 
 
-def retrain_cell(run: Path, cell: str, epochs: int, data, engine: str = ENGINE, seed: int | None = None) -> dict:
-    """One cell retrained for `epochs` on `engine`, with training seed `seed` (None: the run's own)."""
+def retrain_cell(run: Path, cell: str, epochs: int, data, engine: str = ENGINE, seed: int | None = None,
+                 params: dict | None = None) -> dict:
+    """One cell retrained for `epochs` on `engine`, with training seed `seed` (None: the run's own); `params`
+    overrides hyperparameters of the cell's recorded configuration (an HPO trial's, in tools/hpo_transfer.py)."""
     ops, cfg, learn = cell_plan(run, cell)
-    cfg = replace(cfg, epochs=epochs, engine=engine, seed=cfg.seed if seed is None else seed)
+    cfg = replace(cfg, epochs=epochs, engine=engine, seed=cfg.seed if seed is None else seed, **(params or {}))
     pruned = load_network(run / "pruned.pt")
     t0 = time.process_time()
     model, history = finetune_with(pruned, data, ops, cfg, learn_scales=learn)
